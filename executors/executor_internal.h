@@ -1,0 +1,75 @@
+/* Private to the executors: the interface behind corio_executor_t and the
+ * job both pools run. */
+#ifndef CORIO_EXECUTOR_INTERNAL_H
+#define CORIO_EXECUTOR_INTERNAL_H
+
+#include "corio.h"
+#include "corio/executor.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+/* One unit of work: a task, or a chunk of a map (a batch). A batch's future
+ * gets a corio_batch_result_t as its bytes. */
+typedef struct corio_job {
+    struct corio_job *next;
+    corio_future_t *fut; /* the job holds one reference */
+    corio_executor_fn fn;
+    bool batch;
+    size_t n;
+    corio_value_t *args; /* n args; bytes are the job's own copies */
+    corio_value_t arg1;  /* storage when n == 1 */
+    int64_t started_ns;  /* process pool: when it reached its worker */
+} corio_job_t;
+
+typedef struct corio_batch_item {
+    int rc;
+    corio_value_t v; /* bytes owned by whoever holds the batch result */
+} corio_batch_item_t;
+
+typedef struct corio_batch_result {
+    size_t n;
+    corio_batch_item_t items[];
+} corio_batch_result_t;
+
+typedef struct corio_executor_ops {
+    /* Takes ownership of job; returns 0 or an error (job untouched). */
+    int (*submit)(corio_executor_t *ex, corio_job_t *job);
+    int (*shutdown)(corio_executor_t *ex, bool wait, bool cancel_futures);
+    void (*destroy)(corio_executor_t *ex);
+    int (*workers)(corio_executor_t *ex);
+    int (*worker_pids)(corio_executor_t *ex, int *pids, int max);
+} corio_executor_ops_t;
+
+struct corio_executor {
+    const corio_executor_ops_t *ops;
+    int max_workers;
+};
+
+/* A FIFO of jobs. */
+typedef struct corio_job_queue {
+    corio_job_t *head, *tail;
+    size_t len;
+} corio_job_queue_t;
+
+void corio__jq_push(corio_job_queue_t *q, corio_job_t *j);
+void corio__jq_push_front(corio_job_queue_t *q, corio_job_t *j);
+corio_job_t *corio__jq_pop(corio_job_queue_t *q);
+
+/* A job of n args (copied); 0 or -ENOMEM. */
+int corio__job_new(corio_executor_fn fn, const corio_value_t *args, size_t n, bool batch,
+                   corio_job_t **out);
+/* Runs the job's items in this thread and completes its future. */
+void corio__job_run(corio_job_t *job);
+/* Completes the future from per-item outcomes (takes the bytes). */
+void corio__job_finish(corio_job_t *job, corio_batch_item_t *items);
+/* Fails the job's future (if not yet done) and frees the job. */
+void corio__job_fail(corio_job_t *job, int code, const char *msg);
+void corio__job_free(corio_job_t *job);
+
+int corio__cpu_count(void);
+/* Blocks every signal in the calling thread (pool threads). */
+void corio__block_signals(sigset_t *old);
+
+#endif

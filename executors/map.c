@@ -1,0 +1,190 @@
+/* Executor.map: chunks submitted as results are consumed, so at most a
+ * window of chunks is in flight whatever the input length. */
+#include "executor_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct corio_map_iter {
+    corio_executor_t *ex;
+    corio_executor_fn fn;
+    const corio_value_t *inputs;
+    size_t n, chunksize, nchunks;
+    size_t submitted, read; /* chunk indexes */
+    size_t window;
+    corio_future_t **ring; /* window slots; NULL with ring_rc when submit failed */
+    int *ring_rc;
+    corio_batch_result_t *cur; /* the chunk being read */
+    size_t pos;
+    int fail_rc; /* a failed chunk: reported once per item */
+    size_t fail_left;
+    int64_t deadline;
+    bool dead;
+};
+
+static void submit_chunks(corio_map_iter_t *it)
+{
+    while (it->submitted < it->nchunks && it->submitted < it->read + it->window) {
+        size_t c = it->submitted++, first = c * it->chunksize;
+        size_t k = it->n - first < it->chunksize ? it->n - first : it->chunksize;
+        corio_job_t *job;
+        size_t slot = c % it->window;
+        it->ring[slot] = NULL;
+        it->ring_rc[slot] = corio__job_new(it->fn, it->inputs + first, k, true, &job);
+        if (it->ring_rc[slot] < 0)
+            continue;
+        corio_future_t *f = corio_future_ref(job->fut);
+        it->ring_rc[slot] = it->ex->ops->submit(it->ex, job);
+        if (it->ring_rc[slot] < 0) {
+            corio_future_cancel(f);
+            corio_future_unref(f);
+            corio__job_free(job);
+            continue;
+        }
+        it->ring[slot] = f;
+    }
+}
+
+int corio_executor_map(corio_executor_t *ex, corio_executor_fn fn, const corio_value_t *inputs,
+                       size_t n, size_t chunksize, int64_t timeout_ns, corio_map_iter_t **out)
+{
+    if (!ex || !fn || !out || (n && !inputs))
+        return -EINVAL;
+    corio_map_iter_t *it = calloc(1, sizeof *it);
+    if (!it)
+        return -ENOMEM;
+    it->ex = ex;
+    it->fn = fn;
+    it->inputs = inputs;
+    it->n = n;
+    it->chunksize = chunksize ? chunksize : 1;
+    it->nchunks = (n + it->chunksize - 1) / it->chunksize;
+    it->window = 2 * (size_t)(ex->max_workers > 0 ? ex->max_workers : 1);
+    it->deadline = timeout_ns < 0 ? CORIO_NEVER : corio_now() + timeout_ns;
+    it->ring = calloc(it->window, sizeof *it->ring);
+    it->ring_rc = calloc(it->window, sizeof *it->ring_rc);
+    if (!it->ring || !it->ring_rc) {
+        corio_map_free(it);
+        return -ENOMEM;
+    }
+    submit_chunks(it);
+    *out = it;
+    return 0;
+}
+
+/* Frees a chunk's results once it completes, whoever completes it. */
+static void drop_chunk(corio_future_t *f, void *arg)
+{
+    (void)arg;
+    corio_value_t v;
+    if (corio_future_state(f) == CORIO_FUTURE_CANCELLED)
+        return;
+    if (corio_future_take_result(f, &v) == 0) {
+        corio_batch_result_t *br = v.ptr;
+        for (size_t i = 0; i < br->n; i++)
+            if (br->items[i].v.len)
+                free(br->items[i].v.ptr);
+        free(br);
+    }
+}
+
+static void cancel_rest(corio_map_iter_t *it)
+{
+    for (size_t c = it->read; c < it->submitted; c++) {
+        corio_future_t *f = it->ring[c % it->window];
+        if (!f)
+            continue;
+        corio_future_cancel(f);
+        if (corio_future_add_done_callback(f, drop_chunk, NULL) < 0)
+            corio_future_exception(f, NULL);
+        corio_future_unref(f);
+        it->ring[c % it->window] = NULL;
+    }
+    it->read = it->submitted = it->nchunks;
+    it->dead = true;
+}
+
+static int item_from_chunk(corio_map_iter_t *it, corio_value_t *out)
+{
+    corio_batch_item_t *item = &it->cur->items[it->pos++];
+    if (item->rc < 0)
+        return item->rc;
+    *out = item->v;
+    item->v = (corio_value_t){NULL, 0};
+    return 1;
+}
+
+/* Awaits the next chunk; 0 when it is current, else an error for the map. */
+static int next_chunk(corio_map_iter_t *it)
+{
+    size_t c = it->read, slot = c % it->window;
+    size_t k = it->n - c * it->chunksize < it->chunksize ? it->n - c * it->chunksize
+                                                        : it->chunksize;
+    corio_future_t *f = it->ring[slot];
+    int rc = it->ring_rc[slot];
+    if (f) {
+        int64_t left = it->deadline == CORIO_NEVER ? -1 : it->deadline - corio_now();
+        corio_value_t v;
+        rc = left == -1 || left > 0 ? corio_await_timeout(f, left, &v) : -ETIMEDOUT;
+        if (rc == -ETIMEDOUT || (rc == -ECANCELED && corio_current_task() &&
+                                 corio_future_state(f) != CORIO_FUTURE_CANCELLED))
+            return rc; /* the map's deadline, or the awaiting task's cancellation */
+        if (rc == 0)
+            rc = corio_future_take_result(f, &v);
+        else
+            corio_future_exception(f, NULL);
+        corio_future_unref(f);
+        it->ring[slot] = NULL;
+        if (rc == 0) {
+            it->cur = v.ptr;
+            it->pos = 0;
+        }
+    }
+    it->read++;
+    if (rc < 0) {
+        it->fail_rc = rc;
+        it->fail_left = k;
+    }
+    submit_chunks(it);
+    return 0;
+}
+
+int corio_map_next(corio_map_iter_t *it, corio_value_t *out)
+{
+    if (!it || !out)
+        return -EINVAL;
+    for (;;) {
+        if (it->fail_left) {
+            it->fail_left--;
+            return it->fail_rc;
+        }
+        if (it->cur && it->pos < it->cur->n)
+            return item_from_chunk(it, out);
+        free(it->cur);
+        it->cur = NULL;
+        if (it->dead || it->read == it->nchunks)
+            return 0;
+        int rc = next_chunk(it);
+        if (rc < 0) {
+            cancel_rest(it);
+            return rc;
+        }
+    }
+}
+
+void corio_map_free(corio_map_iter_t *it)
+{
+    if (!it)
+        return;
+    if (it->ring)
+        cancel_rest(it);
+    if (it->cur) {
+        for (size_t i = it->pos; i < it->cur->n; i++)
+            if (it->cur->items[i].v.len)
+                free(it->cur->items[i].v.ptr);
+        free(it->cur);
+    }
+    free(it->ring);
+    free(it->ring_rc);
+    free(it);
+}

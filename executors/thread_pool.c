@@ -1,0 +1,180 @@
+/* ThreadPoolExecutor: one locked FIFO of jobs; a worker thread is started
+ * when a job arrives and no worker is idle, up to max_workers. */
+#include "executor_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct thread_pool {
+    corio_executor_t base;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* jobs or shutdown */
+    corio_job_queue_t q;
+    pthread_t *threads;
+    int nthreads, nidle, nlive;
+    bool shutdown, broken;
+    corio_initializer_fn initializer;
+    corio_value_t initarg;
+    char prefix[16];
+} thread_pool_t;
+
+/* Fails every queued job; called with the lock held. */
+static void fail_queued(thread_pool_t *p, int code, const char *msg)
+{
+    corio_job_t *j;
+    while ((j = corio__jq_pop(&p->q)))
+        corio__job_fail(j, code, msg);
+}
+
+static bool run_initializer(thread_pool_t *p)
+{
+    if (!p->initializer || p->initializer(&p->initarg) == 0)
+        return true;
+    pthread_mutex_lock(&p->mu);
+    p->broken = true;
+    fail_queued(p, CORIO_EBROKEN, "a thread pool initializer failed");
+    pthread_mutex_unlock(&p->mu);
+    return false;
+}
+
+static void *worker_main(void *arg)
+{
+    thread_pool_t *p = arg;
+    if (run_initializer(p)) {
+        pthread_mutex_lock(&p->mu);
+        for (;;) {
+            corio_job_t *j = corio__jq_pop(&p->q);
+            if (!j && (p->shutdown || p->broken))
+                break;
+            if (!j) {
+                p->nidle++;
+                pthread_cond_wait(&p->cv, &p->mu);
+                p->nidle--;
+                continue;
+            }
+            pthread_mutex_unlock(&p->mu);
+            if (corio_future_set_running_or_notify_cancel(j->fut) == 0)
+                corio__job_run(j);
+            corio__job_free(j);
+            pthread_mutex_lock(&p->mu);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->nlive--;
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts one worker; called with the lock held. */
+static int start_worker(thread_pool_t *p)
+{
+    sigset_t old;
+    corio__block_signals(&old);
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, worker_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    char name[16];
+    snprintf(name, sizeof name, "%.10s_%d", p->prefix, p->nthreads);
+    pthread_setname_np(t, name);
+    p->threads[p->nthreads++] = t;
+    p->nlive++;
+    return 0;
+}
+
+static int tp_submit(corio_executor_t *ex, corio_job_t *job)
+{
+    thread_pool_t *p = (thread_pool_t *)ex;
+    pthread_mutex_lock(&p->mu);
+    int rc = p->broken ? CORIO_EBROKEN : p->shutdown ? CORIO_ESHUTDOWN : 0;
+    if (rc == 0 && p->nidle <= (int)p->q.len && p->nthreads < ex->max_workers) {
+        rc = start_worker(p);
+        if (rc < 0 && p->nthreads > 0)
+            rc = 0; /* the running workers will take the job */
+    }
+    if (rc == 0) {
+        corio__jq_push(&p->q, job);
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
+{
+    thread_pool_t *p = (thread_pool_t *)ex;
+    pthread_mutex_lock(&p->mu);
+    p->shutdown = true;
+    if (cancel_futures)
+        fail_queued(p, -ECANCELED, NULL);
+    pthread_cond_broadcast(&p->cv);
+    int n = p->nthreads;
+    pthread_mutex_unlock(&p->mu);
+    if (!wait)
+        return 0;
+    /* Only shutdown joins, and threads are only added before shutdown. */
+    for (int i = 0; i < n; i++)
+        if (p->threads[i]) {
+            pthread_join(p->threads[i], NULL);
+            p->threads[i] = 0;
+        }
+    return 0;
+}
+
+static void tp_destroy(corio_executor_t *ex)
+{
+    thread_pool_t *p = (thread_pool_t *)ex;
+    pthread_mutex_lock(&p->mu);
+    fail_queued(p, -ECANCELED, NULL);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->threads);
+    free(p);
+}
+
+static int tp_workers(corio_executor_t *ex)
+{
+    thread_pool_t *p = (thread_pool_t *)ex;
+    pthread_mutex_lock(&p->mu);
+    int n = p->nlive;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static const corio_executor_ops_t thread_pool_ops = {
+    .submit = tp_submit,
+    .shutdown = tp_shutdown,
+    .destroy = tp_destroy,
+    .workers = tp_workers,
+};
+
+int corio_thread_pool_new(corio_executor_t **out, const corio_thread_pool_options_t *opts)
+{
+    corio_thread_pool_options_t o = {0};
+    if (opts)
+        o = *opts;
+    if (!out || o.max_workers < 0)
+        return -EINVAL;
+    if (o.max_workers == 0)
+        o.max_workers = corio__cpu_count() + 4 < 32 ? corio__cpu_count() + 4 : 32;
+    thread_pool_t *p = calloc(1, sizeof *p);
+    if (!p || !(p->threads = calloc((size_t)o.max_workers, sizeof *p->threads))) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->base.ops = &thread_pool_ops;
+    p->base.max_workers = o.max_workers;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->initializer = o.initializer;
+    p->initarg = o.initarg;
+    snprintf(p->prefix, sizeof p->prefix, "%s",
+             o.thread_name_prefix ? o.thread_name_prefix : "corio-pool");
+    *out = &p->base;
+    return 0;
+}

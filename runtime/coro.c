@@ -1,0 +1,148 @@
+/* Coroutines: a guarded stack plus the context switch, with the annotations
+ * AddressSanitizer and ThreadSanitizer need to follow stack switches. */
+#include "internal.h"
+
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CORIO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORIO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CORIO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORIO_TSAN 1
+#endif
+#endif
+
+#ifdef CORIO_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#ifdef CORIO_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+void corio__trampoline(void);
+
+void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg)
+{
+    uintptr_t sp = ((uintptr_t)top & ~(uintptr_t)15);
+#if defined(__x86_64__)
+    /* Mirrors corio__switch's frame: control words, r15..r12, rbx, rbp, ret. */
+    sp -= 80;
+    uint64_t *f = (uint64_t *)sp;
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    uint32_t csr[2] = {mxcsr, fpucw};
+    memcpy(&f[0], csr, sizeof csr);
+    f[1] = 0;                       /* r15 */
+    f[2] = 0;                       /* r14 */
+    f[3] = (uint64_t)(uintptr_t)arg;   /* r13 */
+    f[4] = (uint64_t)(uintptr_t)entry; /* r12 */
+    f[5] = 0;                       /* rbx */
+    f[6] = 0;                       /* rbp */
+    f[7] = (uint64_t)(uintptr_t)corio__trampoline;
+#elif defined(__aarch64__)
+    sp -= 176;
+    uint64_t *f = (uint64_t *)sp;
+    memset(f, 0, 176);
+    f[0] = (uint64_t)(uintptr_t)entry; /* x19 */
+    f[1] = (uint64_t)(uintptr_t)arg;   /* x20 */
+    f[11] = (uint64_t)(uintptr_t)corio__trampoline; /* x30 */
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    f[20] = fpcr;
+#else
+#error "corio: no context switch for this target"
+#endif
+    ctx->sp = (void *)sp;
+}
+
+void corio__coro_init_main(corio_coro_t *m)
+{
+    memset(m, 0, sizeof *m);
+#ifdef CORIO_TSAN
+    m->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg)
+{
+    char *top = (char *)c->stack.map + c->stack.map_size;
+    corio__ctx_init(&c->ctx, top, entry, arg);
+    c->asan_bottom = (char *)c->stack.map + (c->stack.map_size - c->stack.size);
+    c->asan_size = c->stack.size;
+    c->asan_fake_stack = NULL;
+#ifdef CORIO_TSAN
+    c->tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void corio__coro_destroy(corio_coro_t *c)
+{
+#ifdef CORIO_TSAN
+    if (c->tsan_fiber)
+        __tsan_destroy_fiber(c->tsan_fiber);
+    c->tsan_fiber = NULL;
+#else
+    (void)c;
+#endif
+}
+
+static CORIO_UNUSED corio_coro_t **asan_prev_slot(void)
+{
+    static __thread corio_coro_t *prev;
+    return &prev;
+}
+
+void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing)
+{
+#ifdef CORIO_ASAN
+    *asan_prev_slot() = from;
+    __sanitizer_start_switch_fiber(finishing ? NULL : &from->asan_fake_stack, to->asan_bottom,
+                                   to->asan_size);
+#endif
+#ifdef CORIO_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    (void)finishing;
+    corio__switch(&from->ctx, &to->ctx);
+#ifdef CORIO_ASAN
+    /* Back in `from`: learn the bounds of whoever switched here, so the main
+     * coroutine's stack is known without asking the thread library. */
+    const void *bottom = NULL;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(from->asan_fake_stack, &bottom, &size);
+    corio_coro_t *prev = *asan_prev_slot();
+    if (prev && !prev->asan_bottom) {
+        prev->asan_bottom = bottom;
+        prev->asan_size = size;
+    }
+#endif
+}
+
+void corio__coro_started(corio_coro_t *self)
+{
+#ifdef CORIO_ASAN
+    const void *bottom = NULL;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(NULL, &bottom, &size);
+    corio_coro_t *prev = *asan_prev_slot();
+    if (prev && !prev->asan_bottom) {
+        prev->asan_bottom = bottom;
+        prev->asan_size = size;
+    }
+#endif
+    (void)self;
+}

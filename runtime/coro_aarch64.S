@@ -1,0 +1,53 @@
+/* void corio__switch(corio_ctx_t *from, corio_ctx_t *to)
+ * Saves what AAPCS64 says a callee must preserve: x19-x29, the link
+ * register, sp, d8-d15 and FPCR. */
+    .text
+    .globl corio__switch
+    .hidden corio__switch
+    .type corio__switch, %function
+corio__switch:
+    sub sp, sp, #176
+    stp x19, x20, [sp, #0]
+    stp x21, x22, [sp, #16]
+    stp x23, x24, [sp, #32]
+    stp x25, x26, [sp, #48]
+    stp x27, x28, [sp, #64]
+    stp x29, x30, [sp, #80]
+    stp d8, d9, [sp, #96]
+    stp d10, d11, [sp, #112]
+    stp d12, d13, [sp, #128]
+    stp d14, d15, [sp, #144]
+    mrs x9, fpcr
+    str x9, [sp, #160]
+    mov x9, sp
+    str x9, [x0]
+    ldr x9, [x1]
+    mov sp, x9
+    ldp x19, x20, [sp, #0]
+    ldp x21, x22, [sp, #16]
+    ldp x23, x24, [sp, #32]
+    ldp x25, x26, [sp, #48]
+    ldp x27, x28, [sp, #64]
+    ldp x29, x30, [sp, #80]
+    ldp d8, d9, [sp, #96]
+    ldp d10, d11, [sp, #112]
+    ldp d12, d13, [sp, #128]
+    ldp d14, d15, [sp, #144]
+    ldr x9, [sp, #160]
+    msr fpcr, x9
+    add sp, sp, #176
+    ret
+    .size corio__switch, .-corio__switch
+
+/* First frame of a new coroutine: x19 holds entry, x20 its argument. */
+    .globl corio__trampoline
+    .hidden corio__trampoline
+    .type corio__trampoline, %function
+corio__trampoline:
+    mov x29, #0
+    mov x0, x20
+    blr x19
+    brk #0
+    .size corio__trampoline, .-corio__trampoline
+
+    .section .note.GNU-stack,"",%progbits

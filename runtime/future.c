@@ -1,0 +1,532 @@
+/* Futures: three states, an outcome set once, done-callbacks in order.
+ * Loop futures run callbacks on their loop, never inline; thread-safe
+ * futures (executors) lock, and run callbacks in the completing thread. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void corio__task_free(corio_task_t *t);
+int corio__task_cancel_future(corio_future_t *f);
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
+
+static inline void lock(corio_future_t *f)
+{
+    if (f->sync)
+        pthread_mutex_lock(&f->sync->mu);
+}
+
+static inline void unlock(corio_future_t *f)
+{
+    if (f->sync)
+        pthread_mutex_unlock(&f->sync->mu);
+}
+
+static inline uint8_t load_state(const corio_future_t *f)
+{
+    return atomic_load_explicit(&((corio_future_t *)f)->state, memory_order_acquire);
+}
+
+static void loop_link(corio_future_t *f)
+{
+    corio_loop_t *loop = f->loop;
+    f->lprev = NULL;
+    f->lnext = loop->futures;
+    if (loop->futures)
+        loop->futures->lprev = f;
+    loop->futures = f;
+}
+
+static void loop_unlink(corio_future_t *f)
+{
+    if (!f->loop)
+        return;
+    if (f->lprev)
+        f->lprev->lnext = f->lnext;
+    else
+        f->loop->futures = f->lnext;
+    if (f->lnext)
+        f->lnext->lprev = f->lprev;
+    f->lprev = f->lnext = NULL;
+}
+
+void corio__future_init(corio_future_t *f, corio_loop_t *loop)
+{
+    memset(f, 0, sizeof *f);
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->state, CORIO_FUTURE_PENDING);
+    f->loop = loop;
+    if (loop)
+        loop_link(f);
+}
+
+int corio_future_new(corio_loop_t *loop, corio_future_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    if (!loop)
+        loop = corio__tls_loop;
+    if (!loop || loop->closed)
+        return -EINVAL;
+    corio_future_t *f = malloc(sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    corio__future_init(f, loop);
+    *out = f;
+    return 0;
+}
+
+int corio_future_new_threadsafe(corio_future_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    corio_future_t *f = malloc(sizeof *f);
+    corio_future_sync_t *s = malloc(sizeof *s);
+    if (!f || !s) {
+        free(f);
+        free(s);
+        return -ENOMEM;
+    }
+    corio__future_init(f, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    f->sync = s;
+    *out = f;
+    return 0;
+}
+
+corio_future_t *corio_future_ref(corio_future_t *f)
+{
+    if (f)
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return f;
+}
+
+static void report_unretrieved(corio_future_t *f)
+{
+    if (load_state(f) != CORIO_FUTURE_FINISHED || !f->error || f->retrieved)
+        return;
+    corio_error_context_t ctx = {
+        .message = f->is_task ? "task exception was never retrieved"
+                              : "future exception was never retrieved",
+        .code = f->error,
+        .detail = f->message,
+        .task_name = f->is_task ? corio_task_name((corio_task_t *)f) : NULL,
+    };
+    corio_loop_report(f->loop, &ctx);
+}
+
+void corio__future_release_storage(corio_future_t *f)
+{
+    report_unretrieved(f);
+    loop_unlink(f);
+    if (f->value.len)
+        free(f->value.ptr);
+    free(f->message);
+    free(f->cbs);
+    if (f->sync) {
+        pthread_mutex_destroy(&f->sync->mu);
+        pthread_cond_destroy(&f->sync->cv);
+        free(f->sync);
+    }
+}
+
+void corio_future_unref(corio_future_t *f)
+{
+    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (f->is_task) {
+        corio__task_free((corio_task_t *)f);
+        return;
+    }
+    corio__future_release_storage(f);
+    free(f);
+}
+
+/* ---- callbacks ------------------------------------------------------------- */
+
+static int cb_append(corio_future_t *f, corio_done_fn fn, void *arg)
+{
+    corio_done_cb_t cb = {fn, arg};
+    if (f->ncb == 0) {
+        f->cb0 = cb;
+        f->ncb = 1;
+        return 0;
+    }
+    if (f->ncb - 1 == f->cbcap) {
+        uint32_t cap = f->cbcap ? f->cbcap * 2 : 4;
+        corio_done_cb_t *n = realloc(f->cbs, cap * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        f->cbs = n;
+        f->cbcap = cap;
+    }
+    f->cbs[f->ncb - 1] = cb;
+    f->ncb++;
+    return 0;
+}
+
+static corio_done_cb_t *cb_at(corio_future_t *f, uint32_t i)
+{
+    return i == 0 ? &f->cb0 : &f->cbs[i - 1];
+}
+
+static void cb_remove_at(corio_future_t *f, uint32_t i)
+{
+    for (; i + 1 < f->ncb; i++)
+        *cb_at(f, i) = *cb_at(f, i + 1);
+    f->ncb--;
+}
+
+static bool cb_pop(corio_future_t *f, corio_done_cb_t *out)
+{
+    if (!f->ncb)
+        return false;
+    *out = f->cb0;
+    cb_remove_at(f, 0);
+    return true;
+}
+
+static void run_loop_callbacks(void *arg)
+{
+    corio_future_t *f = arg;
+    corio_done_cb_t cb;
+    while (cb_pop(f, &cb))
+        cb.fn(f, cb.arg);
+    corio_future_unref(f);
+}
+
+static void schedule_loop_callbacks(corio_future_t *f)
+{
+    if (!f->ncb || !f->loop || corio_handle_pending(&f->cb_handle))
+        return;
+    corio_future_ref(f);
+    if (corio_loop_call_soon(f->loop, &f->cb_handle, run_loop_callbacks, f) < 0)
+        corio_future_unref(f);
+}
+
+/* Thread-safe futures: callbacks run here, outside the lock, in order. */
+static void run_threadsafe_callbacks(corio_future_t *f)
+{
+    for (;;) {
+        corio_done_cb_t cb;
+        lock(f);
+        bool have = cb_pop(f, &cb);
+        unlock(f);
+        if (!have)
+            return;
+        cb.fn(f, cb.arg);
+    }
+}
+
+int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *arg)
+{
+    if (!f || !fn)
+        return -EINVAL;
+    lock(f);
+    int rc = cb_append(f, fn, arg);
+    bool done = load_state(f) >= CORIO_FUTURE_FINISHED;
+    unlock(f);
+    if (rc < 0 || !done)
+        return rc;
+    if (f->sync)
+        run_threadsafe_callbacks(f);
+    else
+        schedule_loop_callbacks(f);
+    return 0;
+}
+
+int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void *arg)
+{
+    if (!f || !fn)
+        return -EINVAL;
+    int removed = 0;
+    lock(f);
+    for (uint32_t i = 0; i < f->ncb;) {
+        corio_done_cb_t *cb = cb_at(f, i);
+        if (cb->fn == fn && cb->arg == arg) {
+            cb_remove_at(f, i);
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    unlock(f);
+    return removed;
+}
+
+/* ---- completion -------------------------------------------------------------- */
+
+typedef struct future_waiter {
+    corio_waiter_t w;
+    corio_future_t *f;
+    bool linked;
+} future_waiter_t;
+
+static int outcome_code(const corio_future_t *f)
+{
+    uint8_t s = load_state(f);
+    if (s == CORIO_FUTURE_CANCELLED)
+        return -ECANCELED;
+    return f->error;
+}
+
+static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
+{
+    int code = outcome_code(f);
+    while (w) {
+        corio_waiter_t *next = w->next; /* w may be gone once woken */
+        if (f->sync)
+            corio__wake_threadsafe(w->task->loop, w, code);
+        else
+            corio__wake(w, code);
+        w = next;
+    }
+}
+
+int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
+                           corio_value_t v)
+{
+    char *copy = msg ? strdup(msg) : NULL;
+    lock(f);
+    uint8_t s = load_state(f);
+    if (s == CORIO_FUTURE_FINISHED || s == CORIO_FUTURE_CANCELLED) {
+        unlock(f);
+        free(copy);
+        return CORIO_EINVALSTATE;
+    }
+    f->error = error;
+    f->message = copy;
+    f->value = v;
+    atomic_store_explicit(&f->state, state, memory_order_release);
+    corio_waiter_t *waiters = f->whead;
+    for (corio_waiter_t *w = waiters; w; w = w->next)
+        corio_container_of(w, future_waiter_t, w)->linked = false;
+    f->whead = f->wtail = NULL;
+    if (f->sync)
+        pthread_cond_broadcast(&f->sync->cv);
+    /* Keep f alive while callbacks and wake-ups run. */
+    corio_future_ref(f);
+    unlock(f);
+    wake_waiters(f, waiters);
+    if (f->sync)
+        run_threadsafe_callbacks(f);
+    else
+        schedule_loop_callbacks(f);
+    corio_future_unref(f);
+    return 0;
+}
+
+int corio_future_set_result(corio_future_t *f, corio_value_t v)
+{
+    if (!f)
+        return -EINVAL;
+    return corio__future_complete(f, CORIO_FUTURE_FINISHED, 0, NULL, v);
+}
+
+int corio_future_set_exception(corio_future_t *f, int code, const char *message)
+{
+    if (!f || code >= 0)
+        return -EINVAL;
+    corio_value_t none = {NULL, 0};
+    return corio__future_complete(f, CORIO_FUTURE_FINISHED, code, message, none);
+}
+
+int corio_future_cancel(corio_future_t *f)
+{
+    if (!f)
+        return -EINVAL;
+    if (f->is_task)
+        return corio__task_cancel_future(f);
+    uint8_t s = load_state(f);
+    if (s != CORIO_FUTURE_PENDING)
+        return -EALREADY;
+    corio_value_t none = {NULL, 0};
+    lock(f);
+    s = load_state(f);
+    unlock(f);
+    if (s != CORIO_FUTURE_PENDING)
+        return -EALREADY; /* started running or finished meanwhile */
+    int rc = corio__future_complete(f, CORIO_FUTURE_CANCELLED, -ECANCELED, NULL, none);
+    return rc == CORIO_EINVALSTATE ? -EALREADY : rc;
+}
+
+int corio_future_set_running_or_notify_cancel(corio_future_t *f)
+{
+    if (!f)
+        return -EINVAL;
+    lock(f);
+    uint8_t s = load_state(f);
+    int rc = 0;
+    if (s == CORIO_FUTURE_PENDING)
+        atomic_store_explicit(&f->state, CORIO_FUTURE_RUNNING, memory_order_release);
+    else
+        rc = s == CORIO_FUTURE_CANCELLED ? -ECANCELED : CORIO_EINVALSTATE;
+    unlock(f);
+    return rc;
+}
+
+/* ---- queries -------------------------------------------------------------- */
+
+corio_future_state_t corio_future_state(const corio_future_t *f)
+{
+    return f ? (corio_future_state_t)load_state(f) : CORIO_FUTURE_PENDING;
+}
+
+bool corio_future_done(const corio_future_t *f)
+{
+    return f && load_state(f) >= CORIO_FUTURE_FINISHED;
+}
+
+bool corio_future_cancelled(const corio_future_t *f)
+{
+    return f && load_state(f) == CORIO_FUTURE_CANCELLED;
+}
+
+bool corio_future_running(const corio_future_t *f)
+{
+    return f && load_state(f) == CORIO_FUTURE_RUNNING;
+}
+
+corio_loop_t *corio_future_loop(const corio_future_t *f) { return f ? f->loop : NULL; }
+
+static int result_common(corio_future_t *f, corio_value_t *out, bool take)
+{
+    if (!f)
+        return -EINVAL;
+    uint8_t s = load_state(f);
+    if (s < CORIO_FUTURE_FINISHED)
+        return CORIO_EINVALSTATE;
+    if (s == CORIO_FUTURE_CANCELLED)
+        return -ECANCELED;
+    lock(f);
+    f->retrieved = true;
+    int rc = f->error;
+    if (!rc && out) {
+        *out = f->value;
+        if (take) {
+            f->value.ptr = NULL;
+            f->value.len = 0;
+        }
+    }
+    unlock(f);
+    return rc;
+}
+
+int corio_future_result(corio_future_t *f, corio_value_t *out)
+{
+    return result_common(f, out, false);
+}
+
+int corio_future_take_result(corio_future_t *f, corio_value_t *out)
+{
+    return result_common(f, out, true);
+}
+
+int corio_future_exception(corio_future_t *f, const char **message)
+{
+    if (!f)
+        return -EINVAL;
+    uint8_t s = load_state(f);
+    if (s < CORIO_FUTURE_FINISHED)
+        return CORIO_EINVALSTATE;
+    if (s == CORIO_FUTURE_CANCELLED)
+        return -ECANCELED;
+    f->retrieved = true;
+    if (message)
+        *message = f->message;
+    return f->error;
+}
+
+/* ---- await ------------------------------------------------------------------- */
+
+static bool future_detach(corio_waiter_t *w)
+{
+    future_waiter_t *fw = corio_container_of(w, future_waiter_t, w);
+    corio_future_t *f = fw->f;
+    lock(f);
+    bool linked = fw->linked;
+    if (linked) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            f->whead = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            f->wtail = w->prev;
+        fw->linked = false;
+    }
+    unlock(f);
+    /* Not linked: completion took the waiter and its wake-up is on the way. */
+    return linked;
+}
+
+static void waiter_link(corio_future_t *f, future_waiter_t *fw)
+{
+    corio_waiter_t *w = &fw->w;
+    w->next = NULL;
+    w->prev = f->wtail;
+    if (f->wtail)
+        f->wtail->next = w;
+    else
+        f->whead = w;
+    f->wtail = w;
+    fw->linked = true;
+}
+
+static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
+{
+    if (!f->sync)
+        return -EDEADLK; /* would stop the loop that must complete it */
+    int64_t deadline = timeout_ns >= 0 ? corio_now() + timeout_ns : CORIO_NEVER;
+    struct timespec ts = {deadline / CORIO_NS_PER_SEC, deadline % CORIO_NS_PER_SEC};
+    int rc = 0;
+    lock(f);
+    while (load_state(f) < CORIO_FUTURE_FINISHED && rc != ETIMEDOUT) {
+        if (deadline == CORIO_NEVER)
+            pthread_cond_wait(&f->sync->cv, &f->sync->mu);
+        else
+            rc = pthread_cond_timedwait(&f->sync->cv, &f->sync->mu, &ts);
+    }
+    bool done = load_state(f) >= CORIO_FUTURE_FINISHED;
+    unlock(f);
+    return done ? corio_future_result(f, out) : -ETIMEDOUT;
+}
+
+int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
+{
+    if (!f)
+        return -EINVAL;
+    corio_task_t *task = corio_current_task();
+    if (!task)
+        return block_thread(f, timeout_ns, out);
+    if ((corio_task_t *)f == task)
+        return -EDEADLK; /* a task awaiting itself */
+    if (f->loop && f->loop != task->loop)
+        return -EINVAL; /* another thread's loop future */
+    int64_t deadline = timeout_ns >= 0 ? corio_now() + timeout_ns : CORIO_NEVER;
+    int rc = corio__interrupt_pending(deadline);
+    if (rc)
+        return rc;
+    future_waiter_t fw = {.w = {.task = task, .detach = future_detach}, .f = f};
+    lock(f);
+    if (load_state(f) >= CORIO_FUTURE_FINISHED) {
+        unlock(f);
+        return corio_future_result(f, out);
+    }
+    waiter_link(f, &fw);
+    unlock(f);
+    corio_future_ref(f);
+    rc = corio__wait(&fw.w, deadline);
+    if (fw.w.woken)
+        rc = corio_future_result(f, out);
+    corio_future_unref(f);
+    return rc;
+}

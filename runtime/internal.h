@@ -1,0 +1,229 @@
+/* Private structures shared by the runtime's parts. Never installed. */
+#ifndef CORIO_INTERNAL_H
+#define CORIO_INTERNAL_H
+
+#include "corio.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define CORIO_UNUSED __attribute__((unused))
+#define corio_container_of(ptr, type, member)                                  \
+    ((type *)((char *)(ptr) - offsetof(type, member)))
+#define corio_likely(x) __builtin_expect(!!(x), 1)
+#define corio_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- coroutine: a stack and a context switch, no loop -------------------- */
+
+typedef struct corio_ctx {
+    void *sp;
+} corio_ctx_t;
+
+typedef struct corio_stack {
+    void *map;       /* start of the mapping (the guard page) */
+    size_t map_size; /* guard + usable */
+    size_t size;     /* usable bytes above the guard */
+} corio_stack_t;
+
+/* Assembly, one file per target: saves the callee-saved registers and the
+ * floating-point control state on the current stack, stores the stack pointer
+ * in from->sp and resumes to->sp. */
+void corio__switch(corio_ctx_t *from, corio_ctx_t *to);
+/* Prepares ctx so that the first switch to it calls entry(arg) on the stack
+ * below top; entry must never return. */
+void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg);
+
+/* A coroutine with sanitizer bookkeeping. */
+typedef struct corio_coro {
+    corio_ctx_t ctx;
+    corio_stack_t stack;
+    void *tsan_fiber;
+    const void *asan_bottom; /* for ASan's switch annotations */
+    size_t asan_size;
+    void *asan_fake_stack;
+} corio_coro_t;
+
+void corio__coro_init_main(corio_coro_t *main_coro);
+void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg);
+/* finishing: the coroutine being left will never run again. */
+void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing);
+void corio__coro_destroy(corio_coro_t *c);
+/* The first thing a new coroutine's entry must call. */
+void corio__coro_started(corio_coro_t *self);
+
+/* Guarded stacks, pooled per loop. */
+typedef struct corio_stack_pool {
+    corio_stack_t *free;
+    size_t nfree, cap;
+    size_t page;
+    bool guard_madvise; /* MADV_GUARD_INSTALL works here */
+} corio_stack_pool_t;
+
+void corio__stack_pool_init(corio_stack_pool_t *p);
+void corio__stack_pool_destroy(corio_stack_pool_t *p);
+int corio__stack_get(corio_stack_pool_t *p, size_t size, corio_stack_t *out);
+void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s);
+/* True when addr lies in the guard page of s. */
+bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr);
+/* Installs the overflow handler (alternate stack per thread). */
+int corio__overflow_handler_install(void);
+
+/* ---- waits: the one suspension primitive --------------------------------- */
+
+typedef struct corio_waiter corio_waiter_t;
+struct corio_waiter {
+    corio_task_t *task;
+    int result;
+    bool woken;
+    /* Detaches the waiter after an interrupt (cancel, deadline). Returns true
+     * when detached, so the wait ends at once; false when the source will
+     * still call corio__wake (a kernel operation being cancelled). NULL means
+     * nothing to detach. */
+    bool (*detach)(corio_waiter_t *w);
+    void *data;
+    corio_waiter_t *prev, *next;
+    corio_handle_t ts_handle; /* wake from another thread */
+};
+
+/* Suspends the current task until corio__wake(w), cancellation, or the
+ * earlier of deadline and the task's scope deadline. Returns the wake
+ * result, -ECANCELED or -ETIMEDOUT. Must be called from a task. */
+int corio__wait(corio_waiter_t *w, int64_t deadline);
+/* Wakes a waiter (loop thread): its task resumes on a later turn. */
+void corio__wake(corio_waiter_t *w, int result);
+/* Wakes from another thread, through the waiter's own thread-safe handle. */
+void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, int result);
+/* Non-zero (-ECANCELED/-ETIMEDOUT) when an await would end at once. */
+int corio__interrupt_pending(int64_t deadline);
+
+/* ---- futures -------------------------------------------------------------- */
+
+typedef struct corio_done_cb {
+    corio_done_fn fn;
+    void *arg;
+} corio_done_cb_t;
+
+typedef struct corio_future_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} corio_future_sync_t;
+
+struct corio_future {
+    atomic_int refs;
+    _Atomic uint8_t state;
+    bool retrieved;
+    bool is_task;
+    int error;
+    char *message;
+    corio_value_t value;
+    corio_loop_t *loop; /* NULL for thread-safe futures */
+    corio_future_sync_t *sync;
+    corio_done_cb_t cb0; /* inline slot: one callback costs no allocation */
+    corio_done_cb_t *cbs;
+    uint32_t ncb, cbcap;
+    corio_handle_t cb_handle;
+    corio_waiter_t *whead, *wtail;
+    corio_future_t *lprev, *lnext; /* the loop's list of its futures */
+};
+
+void corio__future_init(corio_future_t *f, corio_loop_t *loop);
+/* Completes f with an outcome (state FINISHED or CANCELLED). */
+int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
+                           corio_value_t v);
+void corio__future_release_storage(corio_future_t *f);
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+struct corio_task {
+    corio_future_t fut; /* first: a task is a future */
+    corio_coro_t coro;
+    corio_loop_t *loop;
+    corio_task_fn fn;
+    void *arg;
+    corio_handle_t step;     /* resumes the task */
+    corio_handle_t deadline; /* interrupts the current wait */
+    corio_waiter_t *waiter;  /* the wait the task is suspended in */
+    int interrupt;           /* why the wait was interrupted */
+    int cancel_requests;
+    int64_t scope_deadline;  /* the innermost timeout scope's deadline */
+    bool scope_expired;      /* a wait ended by the scope deadline */
+    bool started, finished;
+    corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
+    char name[40];
+};
+
+/* ---- loop ------------------------------------------------------------------ */
+
+/* A kernel operation in flight: its address is the SQE's user_data. */
+typedef struct corio_op {
+    void (*complete)(struct corio_op *op, int res, uint32_t flags);
+} corio_op_t;
+
+enum { CORIO_H_IDLE = 0, CORIO_H_READY = 1, CORIO_H_TIMER = 2 };
+
+struct corio_loop {
+    struct io_uring ring;
+    int64_t now;
+    corio_handle_t ready; /* sentinel of the FIFO of ready handles */
+    uint64_t nready;
+    corio_handle_t **heap; /* timer min-heap on (when, seq) */
+    uint32_t nheap, heapcap;
+    uint64_t timer_seq;
+    /* Thread-safe calls: a locked list plus one eventfd wake-up. */
+    pthread_mutex_t ts_mu;
+    corio_handle_t *ts_head, *ts_tail;
+    atomic_bool ts_wake_pending;
+    int wake_fd;
+    uint64_t wake_buf;
+    corio_op_t wake_op;
+    bool wake_armed;
+    corio_loop_stats_t stats;
+    corio_task_t *tasks; /* unfinished tasks */
+    corio_future_t *futures;
+    corio_task_t *current;
+    corio_coro_t main_coro;
+    corio_stack_pool_t stacks;
+    bool running, stopping, closed;
+    uint64_t task_counter;
+    corio_error_handler_fn error_fn;
+    void *error_arg;
+    /* The default executor (run_in_executor), owned through its hooks. */
+    void *default_executor;
+    void (*default_executor_shutdown)(void *executor);
+};
+
+/* An SQE, flushing the SQ to the kernel when it is full. NULL only when the
+ * ring is unusable (the error is in *err). Loop thread. */
+struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err);
+/* Submits sqe (already prepared) and suspends the current task until its own
+ * completion arrives. Cancellation or the deadline cancels the operation in
+ * the kernel and still waits for that completion. Returns the CQE's res. */
+int corio__io_await(corio_loop_t *loop, struct io_uring_sqe *sqe, int64_t deadline,
+                    uint32_t *cqe_flags);
+/* Notes an SQE submitted with op as user_data (in-flight statistics). */
+void corio__op_started(corio_loop_t *loop);
+
+/* Timers (timer.c): a binary min-heap of handles. */
+int corio__timer_insert(corio_loop_t *loop, corio_handle_t *h);
+void corio__timer_remove(corio_loop_t *loop, corio_handle_t *h);
+corio_handle_t *corio__timer_peek(corio_loop_t *loop);
+void corio__timer_free(corio_loop_t *loop);
+
+void corio__ready_push(corio_loop_t *loop, corio_handle_t *h);
+void corio__ready_remove(corio_loop_t *loop, corio_handle_t *h);
+
+/* Default executor hooks for the executors part. */
+void *corio__loop_default_executor(corio_loop_t *loop);
+void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
+                                      void (*shutdown)(void *executor));
+
+/* The loop of this thread (thread-local). */
+extern __thread corio_loop_t *corio__tls_loop;
+
+/* Fault injection for tests: makes the Nth later call of a site fail. */
+enum { CORIO_FAULT_SQE, CORIO_FAULT_SUBMIT, CORIO_FAULT_MMAP, CORIO_FAULT_NSITES };
+void corio__fault_set(int site, long nth);
+bool corio__fault_hit(int site);
+
+#endif

@@ -1,0 +1,65 @@
+/* Awaiting one kernel operation. The operation's address is its SQE's
+ * user_data; cancellation or a deadline submits an async cancel and the
+ * task resumes only when the operation's own completion has arrived, so a
+ * buffer lent to the kernel is never released early. */
+#include "internal.h"
+
+#include <errno.h>
+
+int corio__suspend(corio_waiter_t *w, int64_t deadline);
+
+typedef struct io_waiter {
+    corio_op_t op;
+    corio_waiter_t w;
+    corio_loop_t *loop;
+    uint32_t flags;
+} io_waiter_t;
+
+static void io_complete(corio_op_t *op, int res, uint32_t flags)
+{
+    io_waiter_t *iw = corio_container_of(op, io_waiter_t, op);
+    iw->flags = flags;
+    corio__wake(&iw->w, res);
+}
+
+static bool io_detach(corio_waiter_t *w)
+{
+    io_waiter_t *iw = corio_container_of(w, io_waiter_t, w);
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(iw->loop, &err);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&iw->op, 0);
+        io_uring_sqe_set_data(sqe, NULL);
+    }
+    return false; /* the operation's own completion ends the wait */
+}
+
+static void make_nop(struct io_uring_sqe *sqe)
+{
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data(sqe, NULL);
+}
+
+int corio__io_await(corio_loop_t *loop, struct io_uring_sqe *sqe, int64_t deadline,
+                    uint32_t *cqe_flags)
+{
+    corio_task_t *t = corio_current_task();
+    if (!t || t->loop != loop) {
+        make_nop(sqe);
+        return -EDEADLK;
+    }
+    int rc = corio__interrupt_pending(deadline);
+    if (rc) {
+        make_nop(sqe);
+        return rc;
+    }
+    io_waiter_t iw = {.op = {.complete = io_complete},
+                      .w = {.task = t, .detach = io_detach},
+                      .loop = loop};
+    io_uring_sqe_set_data(sqe, &iw.op);
+    corio__op_started(loop);
+    rc = corio__suspend(&iw.w, deadline);
+    if (cqe_flags)
+        *cqe_flags = iw.flags;
+    return rc;
+}

@@ -1,0 +1,656 @@
+/* The event loop: one io_uring per thread, a FIFO of ready callbacks, a
+ * timer heap, and a locked queue plus an eventfd for calls from other
+ * threads. One turn: wait for completions (bounded by the next timer),
+ * dispatch them by user_data, move expired timers to the ready queue, then
+ * run the callbacks that were ready when the turn began. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+__thread corio_loop_t *corio__tls_loop;
+
+corio_loop_t *corio_loop_current(void) { return corio__tls_loop; }
+
+/* ---- ready queue ------------------------------------------------------------ */
+
+void corio__ready_push(corio_loop_t *loop, corio_handle_t *h)
+{
+    corio_handle_t *tail = loop->ready.prev;
+    h->prev = tail;
+    h->next = &loop->ready;
+    tail->next = h;
+    loop->ready.prev = h;
+    h->state = CORIO_H_READY;
+    loop->nready++;
+}
+
+void corio__ready_remove(corio_loop_t *loop, corio_handle_t *h)
+{
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+    h->state = CORIO_H_IDLE;
+    loop->nready--;
+}
+
+/* ---- set-up ----------------------------------------------------------------- */
+
+static void explain_ring_error(int rc)
+{
+    const char *why = NULL;
+    char buf[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = 0;
+        fclose(f);
+    }
+    if ((rc == -EPERM || rc == -ENOSYS) && buf[0] && buf[0] != '0')
+        why = "io_uring is disabled by the kernel.io_uring_disabled sysctl";
+    else if (rc == -ENOSYS)
+        why = "the kernel has no io_uring (too old, or compiled out)";
+    else if (rc == -EPERM)
+        why = "io_uring is not permitted here (seccomp filter or container policy)";
+    else if (rc == -ENOMEM) {
+        struct rlimit rl;
+        getrlimit(RLIMIT_MEMLOCK, &rl);
+        fprintf(stderr, "corio: cannot set up io_uring: out of locked memory "
+                        "(RLIMIT_MEMLOCK is %llu bytes; raise `ulimit -l`)\n",
+                (unsigned long long)rl.rlim_cur);
+        return;
+    } else if (rc == -EMFILE || rc == -ENFILE)
+        why = "out of file descriptors";
+    if (!why)
+        why = strerror(-rc);
+    fprintf(stderr, "corio: cannot set up io_uring: %s\n", why);
+}
+
+static int ring_init(corio_loop_t *loop, unsigned entries)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SUBMIT_ALL;
+    int rc = io_uring_queue_init_params(entries, &loop->ring, &p);
+    if (rc == -EINVAL) { /* kernels before 5.18 */
+        memset(&p, 0, sizeof p);
+        rc = io_uring_queue_init_params(entries, &loop->ring, &p);
+    }
+    return rc;
+}
+
+int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opts)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (corio__tls_loop)
+        return -EBUSY;
+    corio_loop_t *loop = calloc(1, sizeof *loop);
+    if (!loop)
+        return -ENOMEM;
+    unsigned entries = opts && opts->sq_entries ? opts->sq_entries : 256;
+    int rc = ring_init(loop, entries);
+    if (rc < 0) {
+        explain_ring_error(rc);
+        free(loop);
+        return rc;
+    }
+    loop->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (loop->wake_fd < 0) {
+        rc = -errno;
+        io_uring_queue_exit(&loop->ring);
+        free(loop);
+        return rc;
+    }
+    pthread_mutex_init(&loop->ts_mu, NULL);
+    loop->ready.prev = loop->ready.next = &loop->ready;
+    corio__stack_pool_init(&loop->stacks);
+    corio__coro_init_main(&loop->main_coro);
+    corio__overflow_handler_install();
+    loop->now = corio_now();
+    corio__tls_loop = loop;
+    *out = loop;
+    return 0;
+}
+
+/* ---- submission ------------------------------------------------------------- */
+
+static int ring_submit(corio_loop_t *loop)
+{
+    if (corio__fault_hit(CORIO_FAULT_SUBMIT))
+        return -ENOMEM;
+    int rc;
+    do
+        rc = io_uring_submit(&loop->ring);
+    while (rc == -EINTR);
+    return rc;
+}
+
+static void reap(corio_loop_t *loop);
+
+struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err)
+{
+    if (corio__fault_hit(CORIO_FAULT_SQE)) {
+        *err = -EBUSY;
+        return NULL;
+    }
+    for (;;) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+        if (corio_likely(sqe != NULL))
+            return sqe;
+        /* The SQ is full: hand it to the kernel and try again. EBUSY and
+         * EAGAIN mean completions must be reaped first. */
+        int rc = ring_submit(loop);
+        if (rc == -EBUSY || rc == -EAGAIN)
+            reap(loop);
+        else if (rc < 0) {
+            *err = rc;
+            return NULL;
+        }
+    }
+}
+
+void corio__op_started(corio_loop_t *loop) { loop->stats.ops_in_flight++; }
+
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
+
+/* ---- completions ------------------------------------------------------------ */
+
+static unsigned reap_cq(corio_loop_t *loop)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&loop->ring, head, cqe)
+    {
+        corio_op_t *op = (corio_op_t *)(uintptr_t)cqe->user_data;
+        int res = cqe->res;
+        uint32_t flags = cqe->flags;
+        n++;
+        if (!op)
+            continue; /* cancel requests and other fire-and-forget entries */
+        if (!(flags & IORING_CQE_F_MORE))
+            loop->stats.ops_in_flight--;
+        op->complete(op, res, flags);
+    }
+    io_uring_cq_advance(&loop->ring, n);
+    return n;
+}
+
+/* Reaps everything, including what the kernel held back when the CQ was full
+ * (IORING_FEAT_NODROP keeps it in an overflow list until flushed). */
+static void reap(corio_loop_t *loop)
+{
+    for (;;) {
+        reap_cq(loop);
+        if (!io_uring_cq_has_overflow(&loop->ring))
+            break;
+        loop->stats.cq_overflows++;
+        int rc;
+        do
+            rc = io_uring_get_events(&loop->ring);
+        while (rc == -EINTR);
+    }
+}
+
+static void wake_complete(corio_op_t *op, int res, uint32_t flags);
+
+static void arm_wake(corio_loop_t *loop)
+{
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    if (!sqe)
+        return; /* retried next turn */
+    io_uring_prep_read(sqe, loop->wake_fd, &loop->wake_buf, sizeof loop->wake_buf, 0);
+    loop->wake_op.complete = wake_complete;
+    io_uring_sqe_set_data(sqe, &loop->wake_op);
+    corio__op_started(loop);
+    loop->wake_armed = true;
+}
+
+static void drain_threadsafe(corio_loop_t *loop)
+{
+    atomic_store(&loop->ts_wake_pending, false);
+    pthread_mutex_lock(&loop->ts_mu);
+    corio_handle_t *h = loop->ts_head;
+    loop->ts_head = loop->ts_tail = NULL;
+    pthread_mutex_unlock(&loop->ts_mu);
+    while (h) {
+        corio_handle_t *next = h->next;
+        corio__ready_push(loop, h);
+        h = next;
+    }
+}
+
+static void wake_complete(corio_op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    corio_loop_t *loop = corio_container_of(op, corio_loop_t, wake_op);
+    loop->wake_armed = false;
+    drain_threadsafe(loop);
+}
+
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h)
+{
+    h->next = NULL;
+    h->loop = loop;
+    pthread_mutex_lock(&loop->ts_mu);
+    if (loop->ts_tail)
+        loop->ts_tail->next = h;
+    else
+        loop->ts_head = h;
+    loop->ts_tail = h;
+    pthread_mutex_unlock(&loop->ts_mu);
+    /* One write per batch: the flag is cleared by the loop before it drains. */
+    if (!atomic_exchange(&loop->ts_wake_pending, true)) {
+        uint64_t one = 1;
+        (void)!write(loop->wake_fd, &one, sizeof one);
+    }
+}
+
+int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, void *arg)
+{
+    if (!loop || !fn || loop->closed)
+        return -EINVAL;
+    corio_handle_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->fn = fn;
+    h->arg = arg;
+    h->owned = 1;
+    corio__call_soon_threadsafe_handle(loop, h);
+    return 0;
+}
+
+/* ---- the turn --------------------------------------------------------------- */
+
+static int64_t turn_timeout(corio_loop_t *loop, int64_t limit)
+{
+    if (loop->nready || loop->stopping)
+        return 0;
+    corio_handle_t *top = corio__timer_peek(loop);
+    if (top) {
+        int64_t until = top->when - corio_now();
+        if (until < 0)
+            until = 0;
+        if (limit < 0 || until < limit)
+            limit = until;
+    }
+    return limit;
+}
+
+static void wait_completions(corio_loop_t *loop, int64_t timeout)
+{
+    if (timeout == 0) {
+        if (io_uring_sq_ready(&loop->ring))
+            ring_submit(loop);
+        reap(loop);
+        return;
+    }
+    int64_t deadline = timeout > 0 ? corio_now() + timeout : 0;
+    for (;;) {
+        struct __kernel_timespec ts, *tsp = NULL;
+        if (timeout > 0) {
+            int64_t left = deadline - corio_now();
+            if (left < 0)
+                left = 0;
+            ts.tv_sec = left / CORIO_NS_PER_SEC;
+            ts.tv_nsec = left % CORIO_NS_PER_SEC;
+            tsp = &ts;
+        }
+        struct io_uring_cqe *cqe = NULL;
+        int rc;
+        if (corio__fault_hit(CORIO_FAULT_SUBMIT))
+            rc = -ENOMEM;
+        else
+            rc = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
+        if (rc == -EINTR && (timeout < 0 || corio_now() < deadline))
+            continue; /* a signal interrupted the wait: wait again */
+        if (rc == -EBUSY || rc == -EAGAIN || rc == -ENOMEM)
+            ring_submit(loop); /* transient: what was queued goes next turn */
+        break;
+    }
+    reap(loop);
+}
+
+static void fire_timers(corio_loop_t *loop)
+{
+    corio_handle_t *top;
+    while ((top = corio__timer_peek(loop)) && top->when <= loop->now) {
+        corio__timer_remove(loop, top);
+        corio__ready_push(loop, top);
+    }
+}
+
+static int run_ready(corio_loop_t *loop)
+{
+    /* Only what was ready when the turn began: callbacks that schedule
+     * callbacks cannot starve the I/O. */
+    uint64_t ntodo = loop->nready;
+    int ran = 0;
+    while (ntodo-- && loop->ready.next != &loop->ready) {
+        corio_handle_t *h = loop->ready.next;
+        corio__ready_remove(loop, h);
+        corio_callback_fn fn = h->fn;
+        void *arg = h->arg;
+        if (h->owned)
+            free(h);
+        fn(arg);
+        ran++;
+    }
+    return ran;
+}
+
+static int loop_turn(corio_loop_t *loop, int64_t timeout)
+{
+    if (!loop->wake_armed)
+        arm_wake(loop);
+    wait_completions(loop, turn_timeout(loop, timeout));
+    loop->now = corio_now();
+    fire_timers(loop);
+    int ran = run_ready(loop);
+    if (io_uring_sq_ready(&loop->ring))
+        ring_submit(loop); /* an embedding host may sleep on the fd next */
+    loop->stats.turns++;
+    return ran;
+}
+
+static int loop_check(corio_loop_t *loop)
+{
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (loop != corio__tls_loop)
+        return -EPERM; /* a loop belongs to the thread that created it */
+    return 0;
+}
+
+int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns)
+{
+    int rc = loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->current)
+        return -EBUSY; /* called from one of the loop's own tasks */
+    return loop_turn(loop, timeout_ns);
+}
+
+int corio_loop_run_forever(corio_loop_t *loop)
+{
+    int rc = loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->running)
+        return -EBUSY;
+    loop->running = true;
+    while (!loop->stopping)
+        loop_turn(loop, -1);
+    loop->stopping = false;
+    loop->running = false;
+    return 0;
+}
+
+/* Used by corio_loop_run_until_complete (task.c). */
+int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg)
+{
+    int rc = loop_check(loop);
+    if (rc < 0)
+        return rc;
+    if (loop->running || loop->current)
+        return -EBUSY;
+    loop->running = true;
+    while (!done(arg) && !loop->stopping)
+        loop_turn(loop, -1);
+    loop->stopping = false;
+    loop->running = false;
+    return 0;
+}
+
+int corio_loop_stop(corio_loop_t *loop)
+{
+    if (!loop || loop->closed)
+        return -EINVAL;
+    loop->stopping = true;
+    return 0;
+}
+
+int64_t corio_loop_time(corio_loop_t *loop)
+{
+    return loop ? loop->now : corio_now();
+}
+
+/* ---- scheduling ------------------------------------------------------------- */
+
+static int handle_prepare(corio_loop_t *loop, corio_handle_t **hp, corio_callback_fn fn,
+                          void *arg)
+{
+    if (!loop || !fn || loop->closed)
+        return -EINVAL;
+    corio_handle_t *h = *hp;
+    if (h) {
+        if (h->state != CORIO_H_IDLE && h->loop == loop)
+            return -EBUSY;
+        h->owned = 0;
+    } else {
+        h = malloc(sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        h->owned = 1;
+    }
+    h->fn = fn;
+    h->arg = arg;
+    h->loop = loop;
+    h->state = CORIO_H_IDLE;
+    *hp = h;
+    return 0;
+}
+
+int corio_loop_call_soon(corio_loop_t *loop, corio_handle_t *h, corio_callback_fn fn, void *arg)
+{
+    int rc = handle_prepare(loop, &h, fn, arg);
+    if (rc < 0)
+        return rc;
+    corio__ready_push(loop, h);
+    return 0;
+}
+
+int corio_loop_call_at(corio_loop_t *loop, corio_handle_t *h, int64_t when_ns,
+                       corio_callback_fn fn, void *arg)
+{
+    int rc = handle_prepare(loop, &h, fn, arg);
+    if (rc < 0)
+        return rc;
+    h->when = when_ns;
+    rc = corio__timer_insert(loop, h);
+    if (rc < 0 && h->owned)
+        free(h);
+    return rc;
+}
+
+int corio_loop_call_later(corio_loop_t *loop, corio_handle_t *h, int64_t delay_ns,
+                          corio_callback_fn fn, void *arg)
+{
+    if (!loop)
+        return -EINVAL;
+    if (delay_ns < 0)
+        delay_ns = 0;
+    return corio_loop_call_at(loop, h, corio_now() + delay_ns, fn, arg);
+}
+
+int corio_handle_cancel(corio_handle_t *h)
+{
+    if (!h || !h->loop)
+        return -EINVAL;
+    if (h->state == CORIO_H_READY)
+        corio__ready_remove(h->loop, h);
+    else if (h->state == CORIO_H_TIMER)
+        corio__timer_remove(h->loop, h);
+    else
+        return -EALREADY;
+    if (h->owned)
+        free(h);
+    return 0;
+}
+
+bool corio_handle_pending(const corio_handle_t *h)
+{
+    return h && h->state != CORIO_H_IDLE;
+}
+
+/* ---- embedding, statistics, errors ------------------------------------------ */
+
+int corio_loop_backend_fd(corio_loop_t *loop)
+{
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (!loop->wake_armed) {
+        arm_wake(loop);
+        ring_submit(loop);
+    }
+    return loop->ring.ring_fd;
+}
+
+int64_t corio_loop_backend_timeout(corio_loop_t *loop)
+{
+    if (!loop || loop->closed)
+        return -1;
+    if (loop->nready || io_uring_cq_ready(&loop->ring))
+        return 0;
+    corio_handle_t *top = corio__timer_peek(loop);
+    if (!top)
+        return -1;
+    int64_t until = top->when - corio_now();
+    return until < 0 ? 0 : until;
+}
+
+int corio_loop_stats(corio_loop_t *loop, corio_loop_stats_t *out)
+{
+    if (!loop || !out)
+        return -EINVAL;
+    *out = loop->stats;
+    out->timers_pending = loop->nheap;
+    out->ready_callbacks = loop->nready;
+    return 0;
+}
+
+static void default_error_handler(corio_loop_t *loop, const corio_error_context_t *c, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    fprintf(stderr, "corio: %s", c->message ? c->message : "error");
+    if (c->task_name)
+        fprintf(stderr, " (task '%s')", c->task_name);
+    if (c->code)
+        fprintf(stderr, ": %s [%d]", corio_strerror(c->code), c->code);
+    if (c->detail)
+        fprintf(stderr, ": %s", c->detail);
+    fputc('\n', stderr);
+}
+
+void corio_loop_set_error_handler(corio_loop_t *loop, corio_error_handler_fn fn, void *arg)
+{
+    if (!loop)
+        return;
+    loop->error_fn = fn;
+    loop->error_arg = arg;
+}
+
+void corio_loop_report(corio_loop_t *loop, const corio_error_context_t *ctx)
+{
+    if (loop && loop->error_fn)
+        loop->error_fn(loop, ctx, loop->error_arg);
+    else
+        default_error_handler(loop, ctx, NULL);
+}
+
+void *corio__loop_default_executor(corio_loop_t *loop) { return loop->default_executor; }
+
+void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
+                                      void (*shutdown)(void *executor))
+{
+    loop->default_executor = executor;
+    loop->default_executor_shutdown = shutdown;
+}
+
+/* ---- close ------------------------------------------------------------------ */
+
+static void cancel_wake(corio_loop_t *loop)
+{
+    if (!loop->wake_armed)
+        return;
+    int err;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&loop->wake_op, 0);
+        io_uring_sqe_set_data(sqe, NULL);
+    }
+    /* The read must complete before its buffer (in *loop) goes away. */
+    while (loop->wake_armed) {
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait(&loop->ring, 1);
+        (void)cqe;
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            break;
+        reap(loop);
+    }
+}
+
+static void free_owned_handles(corio_loop_t *loop)
+{
+    while (loop->ready.next != &loop->ready) {
+        corio_handle_t *h = loop->ready.next;
+        corio__ready_remove(loop, h);
+        if (h->owned)
+            free(h);
+    }
+    while (loop->nheap) {
+        corio_handle_t *h = loop->heap[0];
+        corio__timer_remove(loop, h);
+        if (h->owned)
+            free(h);
+    }
+    drain_threadsafe(loop);
+    while (loop->ready.next != &loop->ready) {
+        corio_handle_t *h = loop->ready.next;
+        corio__ready_remove(loop, h);
+        free(h);
+    }
+}
+
+int corio_loop_close(corio_loop_t *loop)
+{
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (loop->running || loop->current)
+        return -EBUSY;
+    if (loop->tasks)
+        return -EBUSY;
+    if (loop->default_executor && loop->default_executor_shutdown) {
+        loop->default_executor_shutdown(loop->default_executor);
+        loop->default_executor = NULL;
+    }
+    /* Run what finished tasks left (callbacks releasing futures), once. */
+    loop_turn(loop, 0);
+    if (loop->tasks)
+        return -EBUSY;
+    loop->closed = true;
+    cancel_wake(loop);
+    for (corio_future_t *f = loop->futures; f; f = f->lnext)
+        f->loop = NULL; /* they outlive the loop; a late report goes to stderr */
+    loop->futures = NULL;
+    free_owned_handles(loop);
+    corio__timer_free(loop);
+    io_uring_queue_exit(&loop->ring);
+    close(loop->wake_fd);
+    pthread_mutex_destroy(&loop->ts_mu);
+    corio__stack_pool_destroy(&loop->stacks);
+    if (corio__tls_loop == loop)
+        corio__tls_loop = NULL;
+    free(loop);
+    return 0;
+}

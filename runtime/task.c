@@ -1,0 +1,387 @@
+/* Tasks: a coroutine whose outcome is a future, the wait primitive every
+ * await goes through, level-triggered cancellation, sleep and corio_run. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg);
+
+corio_task_t *corio_current_task(void)
+{
+    corio_loop_t *loop = corio__tls_loop;
+    return loop ? loop->current : NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------------- */
+
+static void task_unlink(corio_task_t *t)
+{
+    corio_loop_t *loop = t->loop;
+    if (t->tprev)
+        t->tprev->tnext = t->tnext;
+    else
+        loop->tasks = t->tnext;
+    if (t->tnext)
+        t->tnext->tprev = t->tprev;
+    t->tprev = t->tnext = NULL;
+    loop->stats.tasks_live--;
+}
+
+static void task_finish(corio_task_t *t, intptr_t r)
+{
+    corio_value_t none = {NULL, 0};
+    if (r == -ECANCELED)
+        corio__future_complete(&t->fut, CORIO_FUTURE_CANCELLED, -ECANCELED, NULL, none);
+    else if (corio_is_error(r))
+        corio__future_complete(&t->fut, CORIO_FUTURE_FINISHED, (int)r, NULL, none);
+    else
+        corio__future_complete(&t->fut, CORIO_FUTURE_FINISHED, 0, NULL, corio_value_int(r));
+}
+
+static void task_entry(void *arg)
+{
+    corio_task_t *t = arg;
+    corio__coro_started(&t->coro);
+    t->started = true;
+    /* Cancelled before its first step: like asyncio, the body never runs. */
+    intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
+    task_finish(t, r);
+    t->finished = true;
+    corio__coro_switch(&t->coro, &t->loop->main_coro, true);
+    __builtin_unreachable();
+}
+
+/* Runs on the loop's own stack once the task's coroutine is left for good. */
+static void task_retire(corio_task_t *t)
+{
+    corio_loop_t *loop = t->loop;
+    if (corio_handle_pending(&t->deadline))
+        corio_handle_cancel(&t->deadline);
+    task_unlink(t);
+    corio__coro_destroy(&t->coro);
+    corio__stack_put(&loop->stacks, &t->coro.stack);
+    corio_future_unref(&t->fut); /* the loop's reference */
+}
+
+static void task_step(void *arg)
+{
+    corio_task_t *t = arg;
+    corio_loop_t *loop = t->loop;
+    loop->current = t;
+    corio__coro_switch(&loop->main_coro, &t->coro, false);
+    loop->current = NULL;
+    if (t->finished)
+        task_retire(t);
+}
+
+void corio__task_free(corio_task_t *t)
+{
+    corio__future_release_storage(&t->fut);
+    free(t);
+}
+
+int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *arg,
+                const corio_task_options_t *opts)
+{
+    if (out)
+        *out = NULL;
+    if (!loop)
+        loop = corio__tls_loop;
+    if (!loop || !fn || loop->closed || loop != corio__tls_loop)
+        return -EINVAL;
+    corio_task_t *t = malloc(sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    memset(&t->coro, 0, sizeof *t - offsetof(corio_task_t, coro));
+    int rc = corio__stack_get(&loop->stacks, opts ? opts->stack_size : 0, &t->coro.stack);
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    corio__future_init(&t->fut, loop);
+    t->fut.is_task = true;
+    t->loop = loop;
+    t->fn = fn;
+    t->arg = arg;
+    t->scope_deadline = CORIO_NEVER;
+    corio__coro_create(&t->coro, task_entry, t);
+    if (opts && opts->name)
+        snprintf(t->name, sizeof t->name, "%s", opts->name);
+    else
+        snprintf(t->name, sizeof t->name, "task-%llu", (unsigned long long)++loop->task_counter);
+    t->tnext = loop->tasks;
+    if (loop->tasks)
+        loop->tasks->tprev = t;
+    loop->tasks = t;
+    loop->stats.tasks_live++;
+    corio_loop_call_soon(loop, &t->step, task_step, t);
+    if (out)
+        *out = (corio_task_t *)corio_future_ref(&t->fut);
+    return 0;
+}
+
+void corio_task_release(corio_task_t *t)
+{
+    if (t)
+        corio_future_unref(&t->fut);
+}
+
+corio_future_t *corio_task_future(corio_task_t *t) { return t ? &t->fut : NULL; }
+
+corio_task_t *corio_future_task(corio_future_t *f)
+{
+    return f && f->is_task ? (corio_task_t *)f : NULL;
+}
+
+const char *corio_task_name(const corio_task_t *t) { return t ? t->name : NULL; }
+
+bool corio_task_done(const corio_task_t *t) { return t && corio_future_done(&t->fut); }
+
+size_t corio_all_tasks(corio_loop_t *loop, corio_task_t **out, size_t max)
+{
+    if (!loop)
+        loop = corio__tls_loop;
+    if (!loop)
+        return 0;
+    size_t n = 0;
+    for (corio_task_t *t = loop->tasks; t; t = t->tnext, n++)
+        if (out && n < max)
+            out[n] = t;
+    return n;
+}
+
+/* ---- waits ------------------------------------------------------------------ */
+
+static void schedule_step(corio_task_t *t)
+{
+    if (!corio_handle_pending(&t->step))
+        corio_loop_call_soon(t->loop, &t->step, task_step, t);
+}
+
+static void suspend(corio_task_t *t)
+{
+    corio__coro_switch(&t->coro, &t->loop->main_coro, false);
+}
+
+static void interrupt(corio_task_t *t, int reason)
+{
+    corio_waiter_t *w = t->waiter;
+    if (!w || w->woken || t->interrupt)
+        return;
+    t->interrupt = reason;
+    schedule_step(t);
+}
+
+static void on_deadline(void *arg) { interrupt(arg, -ETIMEDOUT); }
+
+void corio__wake(corio_waiter_t *w, int result)
+{
+    if (w->woken)
+        return;
+    w->result = result;
+    w->woken = true;
+    corio_task_t *t = w->task;
+    if (t->waiter == w)
+        schedule_step(t);
+}
+
+static void wake_from_thread(void *arg)
+{
+    corio_waiter_t *w = arg;
+    corio__wake(w, w->result);
+}
+
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
+
+void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, int result)
+{
+    w->result = result;
+    w->ts_handle.fn = wake_from_thread;
+    w->ts_handle.arg = w;
+    corio__call_soon_threadsafe_handle(loop, &w->ts_handle);
+}
+
+static int64_t effective_deadline(const corio_task_t *t, int64_t deadline)
+{
+    return t->scope_deadline < deadline ? t->scope_deadline : deadline;
+}
+
+int corio__interrupt_pending(int64_t deadline)
+{
+    corio_task_t *t = corio_current_task();
+    if (!t)
+        return 0;
+    if (t->cancel_requests)
+        return -ECANCELED;
+    int64_t eff = effective_deadline(t, deadline);
+    if (eff != CORIO_NEVER && eff <= corio_now()) {
+        t->scope_expired = t->scope_deadline <= deadline;
+        return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+/* Suspends without the entry checks: for callers that already committed
+ * something (a kernel operation) that must be waited for. */
+int corio__suspend(corio_waiter_t *w, int64_t deadline)
+{
+    corio_task_t *t = w->task;
+    int64_t eff = effective_deadline(t, deadline);
+    w->woken = false;
+    t->waiter = w;
+    t->interrupt = 0;
+    t->scope_expired = false;
+    if (eff != CORIO_NEVER)
+        corio_loop_call_at(t->loop, &t->deadline, eff, on_deadline, t);
+    int rc = 0, reason = 0;
+    for (;;) {
+        suspend(t);
+        if (w->woken)
+            break;
+        if (!t->interrupt)
+            continue; /* a stray step: keep waiting */
+        reason = t->interrupt;
+        if (!w->detach || w->detach(w)) {
+            rc = reason;
+            break;
+        }
+        /* The source still owns w (a kernel operation being cancelled): wait
+         * for its own completion before the stack frame may go. */
+    }
+    if (corio_handle_pending(&t->deadline))
+        corio_handle_cancel(&t->deadline);
+    if (reason == -ETIMEDOUT)
+        t->scope_expired = t->scope_deadline <= deadline;
+    t->waiter = NULL;
+    t->interrupt = 0;
+    if (!w->woken)
+        return rc;
+    /* An operation cancelled because of the interrupt reports the reason. */
+    return w->result == -ECANCELED && reason ? reason : w->result;
+}
+
+int corio__wait(corio_waiter_t *w, int64_t deadline)
+{
+    int rc = corio__interrupt_pending(deadline);
+    if (rc)
+        return rc;
+    return corio__suspend(w, deadline);
+}
+
+/* ---- cancellation ------------------------------------------------------------ */
+
+int corio_task_cancel(corio_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->finished || corio_future_done(&t->fut))
+        return -EALREADY;
+    t->cancel_requests++;
+    interrupt(t, -ECANCELED);
+    return 0;
+}
+
+int corio__task_cancel_future(corio_future_t *f) { return corio_task_cancel((corio_task_t *)f); }
+
+int corio_task_uncancel(corio_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->cancel_requests > 0)
+        t->cancel_requests--;
+    return t->cancel_requests;
+}
+
+int corio_task_cancelling(const corio_task_t *t) { return t ? t->cancel_requests : 0; }
+
+/* ---- sleep -------------------------------------------------------------------- */
+
+static int yield_now(corio_task_t *t)
+{
+    int rc = corio__interrupt_pending(CORIO_NEVER);
+    if (rc)
+        return rc;
+    corio_waiter_t w = {.task = t};
+    t->waiter = &w;
+    t->interrupt = 0;
+    schedule_step(t);
+    suspend(t);
+    rc = t->interrupt;
+    t->waiter = NULL;
+    t->interrupt = 0;
+    return rc;
+}
+
+int corio_sleep(int64_t ns)
+{
+    corio_task_t *t = corio_current_task();
+    if (!t)
+        return -EDEADLK;
+    if (ns <= 0)
+        return yield_now(t);
+    corio_waiter_t w = {.task = t};
+    int rc = corio__wait(&w, corio_now() + ns);
+    if (rc == -ETIMEDOUT && !t->scope_expired)
+        return 0;
+    return rc;
+}
+
+/* ---- running ------------------------------------------------------------------- */
+
+static bool future_is_done(void *f) { return corio_future_done(f); }
+
+int corio_loop_run_until_complete(corio_loop_t *loop, corio_future_t *f)
+{
+    if (!f)
+        return -EINVAL;
+    if (f->loop && f->loop != loop)
+        return -EINVAL;
+    int rc = corio__loop_run_until(loop, future_is_done, f);
+    if (rc < 0)
+        return rc;
+    if (!corio_future_done(f))
+        return CORIO_EINVALSTATE; /* stopped before the future completed */
+    return corio_future_result(f, NULL);
+}
+
+static bool no_tasks_left(void *loop) { return ((corio_loop_t *)loop)->tasks == NULL; }
+
+static void cancel_leftovers(corio_loop_t *loop)
+{
+    while (loop->tasks) {
+        for (corio_task_t *t = loop->tasks; t; t = t->tnext)
+            if (!t->cancel_requests)
+                corio_task_cancel(t);
+        corio__loop_run_until(loop, no_tasks_left, loop);
+    }
+}
+
+intptr_t corio_run(corio_task_fn main, void *arg)
+{
+    if (!main)
+        return -EINVAL;
+    corio_loop_t *loop;
+    int rc = corio_loop_new(&loop, NULL);
+    if (rc < 0)
+        return rc;
+    corio_task_t *t;
+    rc = corio_spawn(loop, &t, main, arg, &(corio_task_options_t){.name = "main"});
+    if (rc < 0) {
+        corio_loop_close(loop);
+        return rc;
+    }
+    corio_loop_run_until_complete(loop, &t->fut);
+    cancel_leftovers(loop);
+    corio_value_t v = {NULL, 0};
+    intptr_t result = corio_future_result(&t->fut, &v);
+    if (result == 0)
+        result = (intptr_t)v.ptr;
+    corio_task_release(t);
+    rc = corio_loop_close(loop);
+    if (rc < 0)
+        fprintf(stderr, "corio_run: closing the loop failed: %s\n", corio_strerror(rc));
+    return result;
+}
