@@ -624,8 +624,10 @@ static void free_owned_handles(corio_loop_t *loop)
 
 int corio_loop_close(corio_loop_t *loop)
 {
-    if (!loop || loop->closed)
+    if (!loop)
         return -EINVAL;
+    if (loop->closed)
+        return 0; /* closing twice is harmless, as in asyncio */
     if (loop->running || loop->current)
         return -EBUSY;
     if (loop->tasks)
@@ -651,6 +653,16 @@ int corio_loop_close(corio_loop_t *loop)
     corio__stack_pool_destroy(&loop->stacks);
     if (corio__tls_loop == loop)
         corio__tls_loop = NULL;
+    return 0;
+}
+
+int corio_loop_free(corio_loop_t *loop)
+{
+    if (!loop)
+        return 0;
+    int rc = corio_loop_close(loop);
+    if (rc < 0)
+        return rc;
     free(loop);
     return 0;
 }

@@ -370,7 +370,7 @@ intptr_t corio_run(corio_task_fn main, void *arg)
     corio_task_t *t;
     rc = corio_spawn(loop, &t, main, arg, &(corio_task_options_t){.name = "main"});
     if (rc < 0) {
-        corio_loop_close(loop);
+        corio_loop_free(loop);
         return rc;
     }
     corio_loop_run_until_complete(loop, &t->fut);
@@ -380,7 +380,7 @@ intptr_t corio_run(corio_task_fn main, void *arg)
     if (result == 0)
         result = (intptr_t)v.ptr;
     corio_task_release(t);
-    rc = corio_loop_close(loop);
+    rc = corio_loop_free(loop);
     if (rc < 0)
         fprintf(stderr, "corio_run: closing the loop failed: %s\n", corio_strerror(rc));
     return result;

@@ -1,1 +1,221 @@
+/* Futures: states, outcomes, ownership, callbacks, and the one await. */
+#include "harness.h"
+#include "internal.h"
 
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+static corio_loop_t *new_loop(void)
+{
+    corio_loop_t *loop = NULL;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    return loop;
+}
+
+static void states_and_outcomes(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK(!corio_future_done(f));
+    corio_value_t v;
+    CHECK_EQ(corio_future_result(f, &v), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(42)), 0);
+    CHECK(corio_future_done(f) && !corio_future_cancelled(f));
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(1)), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_future_set_exception(f, -EIO, NULL), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_future_cancel(f), -EALREADY);
+    CHECK_EQ(corio_future_result(f, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 42);
+    CHECK_EQ(corio_future_exception(f, NULL), 0);
+    corio_future_unref(f);
+
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK_EQ(corio_future_cancel(f), 0);
+    CHECK(corio_future_cancelled(f));
+    CHECK_EQ(corio_future_result(f, &v), -ECANCELED);
+    corio_future_unref(f);
+
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK_EQ(corio_future_set_exception(f, 5, NULL), -EINVAL); /* codes are negative */
+    CHECK_EQ(corio_future_set_exception(f, -ENOENT, "no such thing"), 0);
+    const char *msg = NULL;
+    CHECK_EQ(corio_future_exception(f, &msg), -ENOENT);
+    CHECK(strcmp(msg, "no such thing") == 0);
+    CHECK_EQ(corio_future_result(f, &v), -ENOENT);
+    corio_future_unref(f);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+static void bytes_are_owned_by_the_future(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    char *buf = malloc(6);
+    memcpy(buf, "hello", 6);
+    CHECK_EQ(corio_future_set_result(f, (corio_value_t){buf, 6}), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_future_result(f, &v), 0);
+    CHECK(v.ptr == buf && v.len == 6);
+    corio_future_unref(f); /* frees buf: ASan checks */
+
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    buf = strdup("taken");
+    corio_future_set_result(f, (corio_value_t){buf, 6});
+    CHECK_EQ(corio_future_take_result(f, &v), 0);
+    CHECK(v.ptr == buf);
+    corio_future_unref(f);
+    CHECK(strcmp(v.ptr, "taken") == 0);
+    free(v.ptr); /* ours now */
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+static int seen[16], nseen;
+static void remember(corio_future_t *f, void *arg)
+{
+    (void)f;
+    seen[nseen++] = (int)(intptr_t)arg;
+}
+
+static void callbacks_run_later_in_order(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    nseen = 0;
+    for (int i = 1; i <= 6; i++)
+        CHECK_EQ(corio_future_add_done_callback(f, remember, (void *)(intptr_t)i), 0);
+    CHECK_EQ(corio_future_remove_done_callback(f, remember, (void *)3), 1);
+    CHECK_EQ(corio_future_remove_done_callback(f, remember, (void *)3), 0);
+    corio_future_set_result(f, corio_value_int(0));
+    CHECK_EQ(nseen, 0); /* never inline */
+    corio_loop_run_once(loop, 0);
+    CHECK_EQ(nseen, 5);
+    int want[] = {1, 2, 4, 5, 6};
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(seen[i], want[i]);
+    /* Added after completion: still scheduled, not inline. */
+    corio_future_add_done_callback(f, remember, (void *)9);
+    CHECK_EQ(nseen, 5);
+    corio_loop_run_once(loop, 0);
+    CHECK_EQ(nseen, 6);
+    CHECK_EQ(seen[5], 9);
+    corio_future_unref(f);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+static void threadsafe_callbacks(void)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    nseen = 0;
+    corio_future_add_done_callback(f, remember, (void *)1);
+    CHECK_EQ(corio_future_set_running_or_notify_cancel(f), 0);
+    CHECK(corio_future_running(f));
+    CHECK_EQ(corio_future_cancel(f), -EALREADY); /* refused once running */
+    corio_future_set_result(f, corio_value_int(5));
+    CHECK_EQ(nseen, 1); /* in the completing thread */
+    corio_future_add_done_callback(f, remember, (void *)2);
+    CHECK_EQ(nseen, 2); /* already done: at once */
+    corio_future_unref(f);
+
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    CHECK_EQ(corio_future_cancel(f), 0);
+    CHECK_EQ(corio_future_set_running_or_notify_cancel(f), -ECANCELED);
+    corio_future_unref(f);
+}
+
+static void *complete_later(void *arg)
+{
+    usleep(30000);
+    corio_future_set_result(arg, corio_value_int(77));
+    return NULL;
+}
+
+static void blocking_wait_outside_coroutine(void)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 5 * CORIO_NS_PER_MS, &v), -ETIMEDOUT);
+    pthread_t th;
+    pthread_create(&th, NULL, complete_later, f);
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 77);
+    pthread_join(th, NULL);
+    corio_future_unref(f);
+
+    /* A loop future cannot be waited on by blocking its own thread. */
+    corio_loop_t *loop = new_loop();
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK_EQ(corio_await(f, &v), -EDEADLK);
+    corio_future_unref(f);
+    CHECK_EQ(corio_await(NULL, &v), -EINVAL);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+static int ticks;
+static intptr_t ticker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (corio_sleep(CORIO_NS_PER_MS) < 0)
+            return -ECANCELED;
+        ticks++;
+    }
+}
+
+static intptr_t await_threadsafe_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *tick;
+    corio_spawn(NULL, &tick, ticker, NULL, NULL);
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, complete_later, f);
+    corio_loop_stats_t before, after;
+    corio_loop_stats(corio_loop_current(), &before);
+    corio_value_t v;
+    CHECK_EQ(corio_await(f, &v), 0);
+    corio_loop_stats(corio_loop_current(), &after);
+    CHECK_EQ(corio_value_as_int(v), 77);
+    CHECK(ticks > 5); /* the loop kept running other tasks */
+    pthread_join(th, NULL);
+    corio_future_unref(f);
+    corio_task_cancel(tick);
+    CHECK_EQ(corio_task_await(tick, NULL), -ECANCELED);
+    corio_task_release(tick);
+    return 1;
+}
+
+static void await_threadsafe_from_coroutine(void)
+{
+    CHECK_EQ(corio_run(await_threadsafe_main, NULL), 1);
+}
+
+static intptr_t await_loop_future_main(void *arg)
+{
+    (void)arg;
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(NULL, &f), 0);
+    corio_handle_t h = {0};
+    (void)h;
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 5 * CORIO_NS_PER_MS, &v), -ETIMEDOUT);
+    CHECK(!corio_future_done(f)); /* a timed-out await leaves the future alone */
+    corio_future_set_result(f, corio_value_int(3));
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 3);
+    corio_future_unref(f);
+    return 0;
+}
+
+static void await_loop_future(void) { CHECK_EQ(corio_run(await_loop_future_main, NULL), 0); }
+
+TEST_MAIN(CASE(states_and_outcomes), CASE(bytes_are_owned_by_the_future),
+          CASE(callbacks_run_later_in_order), CASE(threadsafe_callbacks),
+          CASE(blocking_wait_outside_coroutine), CASE(await_threadsafe_from_coroutine),
+          CASE(await_loop_future))

@@ -1,1 +1,342 @@
+/* Tasks: spawn and await, names, sleep, level-triggered cancellation,
+ * kernel operations under cancellation and deadlines, corio_run. */
+#include "harness.h"
+#include "internal.h"
 
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+static intptr_t double_it(void *arg)
+{
+    corio_sleep(CORIO_NS_PER_MS);
+    return (intptr_t)arg * 2;
+}
+
+static intptr_t spawn_and_await_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t[10];
+    for (int i = 0; i < 10; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        CHECK_EQ(corio_spawn(NULL, &t[i], double_it, (void *)(intptr_t)i,
+                             &(corio_task_options_t){.name = name}), 0);
+    }
+    CHECK(strcmp(corio_task_name(t[3]), "w3") == 0);
+    CHECK(strcmp(corio_task_name(corio_current_task()), "main") == 0);
+    CHECK_EQ(corio_all_tasks(NULL, NULL, 0), 11);
+    intptr_t sum = 0;
+    for (int i = 0; i < 10; i++) {
+        corio_value_t v;
+        CHECK_EQ(corio_task_await(t[i], &v), 0);
+        CHECK(corio_task_done(t[i]));
+        CHECK(corio_future_task(corio_task_future(t[i])) == t[i]);
+        sum += corio_value_as_int(v);
+        corio_task_release(t[i]);
+    }
+    return sum;
+}
+
+static void spawn_and_await(void) { CHECK_EQ(corio_run(spawn_and_await_main, NULL), 90); }
+
+static int trace[32], ntrace;
+static intptr_t sleeper(void *arg)
+{
+    intptr_t ms = (intptr_t)arg;
+    CHECK_EQ(corio_sleep(ms * CORIO_NS_PER_MS), 0);
+    trace[ntrace++] = (int)ms;
+    return 0;
+}
+
+static intptr_t yielder(void *arg)
+{
+    for (int i = 0; i < 3; i++) {
+        trace[ntrace++] = (int)(intptr_t)arg;
+        CHECK_EQ(corio_sleep(0), 0);
+    }
+    return 0;
+}
+
+static intptr_t sleep_order_main(void *arg)
+{
+    (void)arg;
+    ntrace = 0;
+    int ms[] = {30, 10, 20};
+    corio_task_t *t[3];
+    for (int i = 0; i < 3; i++)
+        corio_spawn(NULL, &t[i], sleeper, (void *)(intptr_t)ms[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        corio_task_await(t[i], NULL);
+        corio_task_release(t[i]);
+    }
+    CHECK_EQ(trace[0], 10);
+    CHECK_EQ(trace[1], 20);
+    CHECK_EQ(trace[2], 30);
+    /* sleep(0) is a plain yield: two tasks interleave. */
+    ntrace = 0;
+    corio_task_t *a, *b;
+    corio_spawn(NULL, &a, yielder, (void *)1, NULL);
+    corio_spawn(NULL, &b, yielder, (void *)2, NULL);
+    corio_task_await(a, NULL);
+    corio_task_await(b, NULL);
+    corio_task_release(a);
+    corio_task_release(b);
+    int want[] = {1, 2, 1, 2, 1, 2};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(trace[i], want[i]);
+    return 0;
+}
+
+static void sleep_order_and_yield(void) { CHECK_EQ(corio_run(sleep_order_main, NULL), 0); }
+
+static intptr_t long_sleeper(void *arg)
+{
+    (void)arg;
+    return corio_sleep(10 * CORIO_NS_PER_SEC); /* -ECANCELED ends it cancelled */
+}
+
+static intptr_t awaits_other(void *arg)
+{
+    return corio_task_await(arg, NULL);
+}
+
+static intptr_t cancel_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *s;
+    corio_spawn(NULL, &s, long_sleeper, NULL, NULL);
+    corio_sleep(CORIO_NS_PER_MS);
+    int64_t start = corio_now();
+    CHECK_EQ(corio_task_cancel(s), 0);
+    CHECK_EQ(corio_task_await(s, NULL), -ECANCELED);
+    CHECK(corio_now() - start < CORIO_NS_PER_SEC);
+    CHECK(corio_future_cancelled(corio_task_future(s)));
+    CHECK_EQ(corio_task_cancel(s), -EALREADY); /* finished: nothing happens */
+    corio_task_release(s);
+
+    /* Cancelling a task that awaits another: the inner keeps running. */
+    corio_task_t *inner, *outer;
+    corio_spawn(NULL, &inner, long_sleeper, NULL, NULL);
+    corio_spawn(NULL, &outer, awaits_other, inner, NULL);
+    corio_sleep(CORIO_NS_PER_MS);
+    corio_task_cancel(outer);
+    CHECK_EQ(corio_task_await(outer, NULL), -ECANCELED);
+    CHECK(!corio_task_done(inner));
+    corio_task_cancel(inner);
+    CHECK_EQ(corio_task_await(inner, NULL), -ECANCELED);
+    corio_task_release(inner);
+    corio_task_release(outer);
+    return 0;
+}
+
+static void cancel_sleeping_and_awaiting(void) { CHECK_EQ(corio_run(cancel_main, NULL), 0); }
+
+static int retries;
+static intptr_t stubborn(void *arg)
+{
+    (void)arg;
+    /* A retry loop: level-triggered cancellation keeps failing every await
+     * until the task uncancels, so the loop cannot swallow it. */
+    retries = 0;
+    while (corio_sleep(10 * CORIO_NS_PER_SEC) == -ECANCELED && retries < 5)
+        retries++;
+    CHECK_EQ(retries, 5);
+    CHECK_EQ(corio_task_cancelling(corio_current_task()), 1);
+    CHECK_EQ(corio_task_uncancel(corio_current_task()), 0);
+    CHECK_EQ(corio_sleep(CORIO_NS_PER_MS), 0); /* works again */
+    return 7; /* a cancelled task returning a value ends done */
+}
+
+static intptr_t level_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t;
+    corio_spawn(NULL, &t, stubborn, NULL, NULL);
+    corio_sleep(CORIO_NS_PER_MS);
+    corio_task_cancel(t);
+    corio_value_t v;
+    CHECK_EQ(corio_task_await(t, &v), 0);
+    CHECK(!corio_future_cancelled(corio_task_future(t)));
+    CHECK_EQ(corio_value_as_int(v), 7);
+    corio_task_release(t);
+    return 0;
+}
+
+static void cancellation_is_level_triggered(void) { CHECK_EQ(corio_run(level_main, NULL), 0); }
+
+static int body_ran;
+static intptr_t never_runs(void *arg)
+{
+    (void)arg;
+    body_ran = 1;
+    return 0;
+}
+
+static intptr_t cancel_before_start_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t;
+    corio_spawn(NULL, &t, never_runs, NULL, NULL);
+    corio_task_cancel(t);
+    CHECK_EQ(corio_task_await(t, NULL), -ECANCELED);
+    CHECK(!body_ran);
+    corio_task_release(t);
+    return 0;
+}
+
+static void cancel_before_start(void) { CHECK_EQ(corio_run(cancel_before_start_main, NULL), 0); }
+
+static intptr_t failing(void *arg)
+{
+    (void)arg;
+    return -ENOENT;
+}
+
+static intptr_t error_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t;
+    corio_spawn(NULL, &t, failing, NULL, NULL);
+    CHECK_EQ(corio_task_await(t, NULL), -ENOENT);
+    CHECK(!corio_future_cancelled(corio_task_future(t)));
+    corio_task_release(t);
+    return -EIO;
+}
+
+static void task_errors(void) { CHECK_EQ(corio_run(error_main, NULL), -EIO); }
+
+/* ---- kernel operations ---- */
+
+static intptr_t read_pipe(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[16];
+    corio_loop_t *loop = corio_loop_current();
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    io_uring_prep_read(sqe, fd, buf, sizeof buf, 0);
+    return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
+}
+
+static intptr_t read_deadline(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[16];
+    corio_loop_t *loop = corio_loop_current();
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    io_uring_prep_read(sqe, fd, buf, sizeof buf, 0);
+    return corio__io_await(loop, sqe, corio_now() + 10 * CORIO_NS_PER_MS, NULL);
+}
+
+static intptr_t io_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    corio_loop_t *loop = corio_loop_current();
+    corio_loop_stats_t base, st;
+    corio_loop_stats(loop, &base);
+    corio_task_t *t;
+    corio_spawn(NULL, &t, read_pipe, (void *)(intptr_t)p[0], NULL);
+    corio_sleep(CORIO_NS_PER_MS);
+    corio_loop_stats(loop, &st);
+    CHECK_EQ(st.ops_in_flight, base.ops_in_flight + 1);
+    corio_task_cancel(t);
+    CHECK_EQ(corio_task_await(t, NULL), -ECANCELED);
+    corio_loop_stats(loop, &st);
+    CHECK_EQ(st.ops_in_flight, base.ops_in_flight); /* its completion arrived */
+    corio_task_release(t);
+
+    corio_spawn(NULL, &t, read_deadline, (void *)(intptr_t)p[0], NULL);
+    CHECK_EQ(corio_task_await(t, NULL), -ETIMEDOUT);
+    corio_task_release(t);
+
+    CHECK_EQ(write(p[1], "hi", 2), 2);
+    corio_spawn(NULL, &t, read_pipe, (void *)(intptr_t)p[0], NULL);
+    corio_value_t v;
+    CHECK_EQ(corio_task_await(t, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 2);
+    corio_task_release(t);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void kernel_ops_cancel_and_deadline(void) { CHECK_EQ(corio_run(io_main, NULL), 0); }
+
+/* ---- misuse and shutdown ---- */
+
+static intptr_t forever(void *arg)
+{
+    int *cleaned = arg;
+    int rc = corio_sleep(60 * CORIO_NS_PER_SEC);
+    *cleaned = rc == -ECANCELED;
+    return rc;
+}
+
+static int cleaned_up;
+static intptr_t leaves_tasks_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        corio_spawn(NULL, NULL, forever, &cleaned_up, NULL);
+    corio_sleep(CORIO_NS_PER_MS);
+    return 5;
+}
+
+static void run_cancels_leftovers(void)
+{
+    CHECK_EQ(corio_run(leaves_tasks_main, NULL), 5);
+    CHECK_EQ(cleaned_up, 1);
+    CHECK(corio_loop_current() == NULL);
+}
+
+static void misuse_outside_coroutine(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_task_t *t;
+    int cleaned = 0;
+    CHECK_EQ(corio_spawn(loop, &t, forever, &cleaned, NULL), 0);
+    CHECK_EQ(corio_task_await(t, NULL), -EDEADLK); /* would block the loop's thread */
+    CHECK_EQ(corio_sleep(1), -EDEADLK);
+    CHECK(corio_current_task() == NULL);
+    corio_loop_run_once(loop, 0);
+    CHECK_EQ(corio_loop_close(loop), -EBUSY); /* a live task */
+    corio_task_cancel(t);
+    CHECK_EQ(corio_loop_run_until_complete(loop, corio_task_future(t)), -ECANCELED);
+    CHECK_EQ(cleaned, 1);
+    corio_task_release(t);
+    CHECK_EQ(corio_spawn(loop, &t, NULL, NULL, NULL), -EINVAL);
+    CHECK_EQ(corio_loop_free(loop), 0);
+    CHECK_EQ(corio_run(NULL, NULL), -EINVAL);
+}
+
+static int reports;
+static void count_reports(corio_loop_t *l, const corio_error_context_t *c, void *a)
+{
+    (void)l;
+    (void)a;
+    CHECK(strstr(c->message, "task exception was never retrieved"));
+    CHECK(c->task_name && strcmp(c->task_name, "doomed") == 0);
+    reports++;
+}
+
+static void unretrieved_task_error(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_loop_set_error_handler(loop, count_reports, NULL);
+    corio_spawn(loop, NULL, failing, NULL, &(corio_task_options_t){.name = "doomed"});
+    while (corio_all_tasks(loop, NULL, 0))
+        corio_loop_run_once(loop, 0);
+    CHECK_EQ(reports, 1);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleeping_and_awaiting),
+          CASE(cancellation_is_level_triggered), CASE(cancel_before_start), CASE(task_errors),
+          CASE(kernel_ops_cancel_and_deadline), CASE(run_cancels_leftovers),
+          CASE(misuse_outside_coroutine), CASE(unretrieved_task_error))

@@ -59,9 +59,13 @@ typedef void (*corio_error_handler_fn)(corio_loop_t *loop, const corio_error_con
  * written to stderr (disabled by sysctl, seccomp, memlock limit). */
 CORIO_API int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opts);
 
-/* Frees a stopped loop. -EBUSY while tasks are still alive or it is running;
- * the loop is then left untouched. Loop thread. */
+/* Closes a stopped loop: releases its ring, stacks and handles; it can no
+ * longer run (-EINVAL) and the thread may create a new loop. -EBUSY while
+ * tasks are still alive or it is running: the loop is then left untouched.
+ * Closing twice returns 0. Loop thread. */
 CORIO_API int corio_loop_close(corio_loop_t *loop);
+/* Closes the loop if needed (same errors) and frees its memory. */
+CORIO_API int corio_loop_free(corio_loop_t *loop);
 
 /* The loop of the calling thread, or NULL. */
 CORIO_API corio_loop_t *corio_loop_current(void);

@@ -1,0 +1,491 @@
+/* Sockets: addresses, listeners, and the awaitable socket calls, each one
+ * kernel operation through corio__io_await (so cancellation and deadlines
+ * wait for the operation's own completion before the caller's buffer goes). */
+#include "internal.h"
+#include "corio/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- addresses ----------------------------------------------------------- */
+
+int corio_sockaddr_ip(corio_sockaddr_t *out, const char *host, int port)
+{
+    if (!out || port < 0 || port > 65535)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!host || !*host) {
+        out->u.in.sin_family = AF_INET;
+        out->u.in.sin_port = htons((uint16_t)port);
+        out->u.in.sin_addr.s_addr = htonl(INADDR_ANY);
+        out->len = sizeof out->u.in;
+        return 0;
+    }
+    if (inet_pton(AF_INET, host, &out->u.in.sin_addr) == 1) {
+        out->u.in.sin_family = AF_INET;
+        out->u.in.sin_port = htons((uint16_t)port);
+        out->len = sizeof out->u.in;
+        return 0;
+    }
+    char buf[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof buf) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = 0;
+        host = buf;
+    }
+    if (inet_pton(AF_INET6, host, &out->u.in6.sin6_addr) == 1) {
+        out->u.in6.sin6_family = AF_INET6;
+        out->u.in6.sin6_port = htons((uint16_t)port);
+        out->len = sizeof out->u.in6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int corio_sockaddr_unix(corio_sockaddr_t *out, const char *path)
+{
+    if (!out || !path || !*path)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(path);
+    if (n >= sizeof out->u.un.sun_path)
+        return -ENAMETOOLONG;
+    out->u.un.sun_family = AF_UNIX;
+    memcpy(out->u.un.sun_path, path, n + 1);
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+const char *corio_sockaddr_str(const corio_sockaddr_t *a, char *buf, size_t size)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (!buf || !size)
+        return buf;
+    buf[0] = 0;
+    if (!a)
+        return buf;
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof ip);
+        snprintf(buf, size, "%s:%u", ip, ntohs(a->u.in.sin_port));
+        break;
+    case AF_INET6:
+        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof ip);
+        snprintf(buf, size, "[%s]:%u", ip, ntohs(a->u.in6.sin6_port));
+        break;
+    case AF_UNIX:
+        snprintf(buf, size, "%s", a->u.un.sun_path);
+        break;
+    default:
+        snprintf(buf, size, "(family %d)", a->u.sa.sa_family);
+    }
+    return buf;
+}
+
+int corio_sockaddr_port(const corio_sockaddr_t *a)
+{
+    if (!a)
+        return -1;
+    if (a->u.sa.sa_family == AF_INET)
+        return ntohs(a->u.in.sin_port);
+    if (a->u.sa.sa_family == AF_INET6)
+        return ntohs(a->u.in6.sin6_port);
+    return -1;
+}
+
+/* ---- name resolution ------------------------------------------------------ */
+
+/* getaddrinfo may block for seconds, so it runs on another thread: a
+ * short-lived detached thread that completes a thread-safe future, which
+ * the task awaits (the executors' mechanism). The request lives on the heap
+ * and is freed by the thread, so a cancelled task may leave at once. */
+typedef struct gai_req {
+    corio_future_t *fut;
+    int port, socktype;
+    char host[];
+} gai_req_t;
+
+static int gai_error(int rc)
+{
+    switch (rc) {
+    case EAI_AGAIN:
+        return -EAGAIN;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return errno ? -errno : -EIO;
+    case EAI_SERVICE:
+    case EAI_BADFLAGS:
+    case EAI_SOCKTYPE:
+    case EAI_FAMILY:
+        return -EINVAL;
+    default: /* EAI_NONAME, EAI_NODATA, EAI_FAIL */
+        return -EADDRNOTAVAIL;
+    }
+}
+
+static void *gai_thread(void *arg)
+{
+    gai_req_t *r = arg;
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    struct addrinfo hints = {.ai_socktype = r->socktype, .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(r->host, port, &hints, &res);
+    if (rc != 0) {
+        corio_future_set_exception(r->fut, gai_error(rc), gai_strerror(rc));
+    } else {
+        size_t n = 0;
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+            if (ai->ai_addrlen <= sizeof(struct sockaddr_storage))
+                n++;
+        corio_sockaddr_t *v = n ? calloc(n, sizeof *v) : NULL;
+        if (!v) {
+            corio_future_set_exception(r->fut, n ? -ENOMEM : -EADDRNOTAVAIL, NULL);
+        } else {
+            size_t i = 0;
+            for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+                if (ai->ai_addrlen <= sizeof(struct sockaddr_storage)) {
+                    memcpy(&v[i].u.ss, ai->ai_addr, ai->ai_addrlen);
+                    v[i++].len = ai->ai_addrlen;
+                }
+            corio_value_t val = {v, n * sizeof *v};
+            if (corio_future_set_result(r->fut, val) < 0)
+                free(v);
+        }
+        freeaddrinfo(res);
+    }
+    corio_future_unref(r->fut);
+    free(r);
+    return NULL;
+}
+
+int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t **out)
+{
+    if (!out || port < 0 || port > 65535)
+        return -EINVAL;
+    *out = NULL;
+    if (!corio_current_task())
+        return -EDEADLK;
+    /* Numeric hosts need no resolver. */
+    corio_sockaddr_t a;
+    if (corio_sockaddr_ip(&a, host, port) == 0) {
+        *out = malloc(sizeof a);
+        if (!*out)
+            return -ENOMEM;
+        **out = a;
+        return 1;
+    }
+    if (!host || strlen(host) > 1024)
+        return -EINVAL;
+    corio_future_t *f;
+    int rc = corio_future_new_threadsafe(&f);
+    if (rc < 0)
+        return rc;
+    gai_req_t *r = malloc(sizeof *r + strlen(host) + 1);
+    if (!r) {
+        corio_future_unref(f);
+        return -ENOMEM;
+    }
+    r->fut = corio_future_ref(f);
+    r->port = port;
+    r->socktype = socktype ? socktype : SOCK_STREAM;
+    strcpy(r->host, host);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    rc = -pthread_create(&th, &attr, gai_thread, r);
+    pthread_attr_destroy(&attr);
+    if (rc < 0) {
+        corio_future_unref(f);
+        corio_future_unref(f);
+        free(r);
+        return rc;
+    }
+    corio_value_t v = {NULL, 0};
+    rc = corio_await(f, &v);
+    if (rc == 0) {
+        corio_future_take_result(f, &v);
+        *out = v.ptr;
+        rc = (int)(v.len / sizeof(corio_sockaddr_t));
+    } else if (rc != -ECANCELED && rc != -ETIMEDOUT) {
+        const char *msg = NULL;
+        corio_future_exception(f, &msg);
+    } else {
+        corio_future_cancel(f);
+    }
+    corio_future_unref(f);
+    return rc;
+}
+
+/* ---- creating sockets ----------------------------------------------------- */
+
+int corio_socket(int domain, int type, int protocol)
+{
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    return fd < 0 ? -errno : fd;
+}
+
+int corio_set_nodelay(int fd, bool on)
+{
+    int v = on;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) < 0)
+        return errno == EOPNOTSUPP || errno == ENOPROTOOPT ? 0 : -errno;
+    return 0;
+}
+
+int corio_sockname(int fd, corio_sockaddr_t *out)
+{
+    if (!out)
+        return -EINVAL;
+    out->len = sizeof out->u;
+    return getsockname(fd, &out->u.sa, &out->len) < 0 ? -errno : 0;
+}
+
+int corio_peername(int fd, corio_sockaddr_t *out)
+{
+    if (!out)
+        return -EINVAL;
+    out->len = sizeof out->u;
+    return getpeername(fd, &out->u.sa, &out->len) < 0 ? -errno : 0;
+}
+
+static int bind_socket(const corio_sockaddr_t *a, int type, bool reuse, corio_sockaddr_t *bound)
+{
+    int fd = corio_socket(a->u.sa.sa_family, type, 0);
+    if (fd < 0)
+        return fd;
+    int one = 1;
+    if (reuse)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->u.sa.sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, &a->u.sa, a->len) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (bound)
+        corio_sockname(fd, bound);
+    return fd;
+}
+
+int corio_tcp_listen(const char *host, int port, int backlog, corio_sockaddr_t *bound)
+{
+    corio_sockaddr_t a;
+    int rc = corio_sockaddr_ip(&a, host, port);
+    if (rc < 0)
+        return rc;
+    int fd = bind_socket(&a, SOCK_STREAM, true, bound);
+    if (fd < 0)
+        return fd;
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int corio_unix_listen(const char *path, int backlog)
+{
+    corio_sockaddr_t a;
+    int rc = corio_sockaddr_unix(&a, path);
+    if (rc < 0)
+        return rc;
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    int fd = bind_socket(&a, SOCK_STREAM, false, NULL);
+    if (fd < 0)
+        return fd;
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int corio_udp_bind(const char *host, int port, corio_sockaddr_t *bound)
+{
+    corio_sockaddr_t a;
+    int rc = corio_sockaddr_ip(&a, host, port);
+    if (rc < 0)
+        return rc;
+    return bind_socket(&a, SOCK_DGRAM, true, bound);
+}
+
+/* ---- awaitable calls ------------------------------------------------------ */
+
+static struct io_uring_sqe *sqe_for(corio_loop_t **loop, int *err)
+{
+    *loop = corio__tls_loop;
+    if (!*loop || !(*loop)->current) {
+        *err = -EDEADLK;
+        return NULL;
+    }
+    return corio__get_sqe(*loop, err);
+}
+
+#define GET_SQE(loop, sqe)                                                     \
+    corio_loop_t *loop;                                                        \
+    int err_ = 0;                                                              \
+    struct io_uring_sqe *sqe = sqe_for(&loop, &err_);                          \
+    if (!sqe)                                                                  \
+        return err_;
+
+int corio_accept(int fd, corio_sockaddr_t *peer, int64_t deadline)
+{
+    GET_SQE(loop, sqe);
+    if (peer)
+        peer->len = sizeof peer->u;
+    io_uring_prep_accept(sqe, fd, peer ? &peer->u.sa : NULL, peer ? &peer->len : NULL,
+                         SOCK_CLOEXEC);
+    return corio__io_await(loop, sqe, deadline, NULL);
+}
+
+int corio_connect(int fd, const corio_sockaddr_t *addr, int64_t deadline)
+{
+    if (!addr)
+        return -EINVAL;
+    GET_SQE(loop, sqe);
+    io_uring_prep_connect(sqe, fd, &addr->u.sa, addr->len);
+    return corio__io_await(loop, sqe, deadline, NULL);
+}
+
+int corio_tcp_connect(const char *host, int port, int64_t deadline)
+{
+    corio_sockaddr_t *addrs = NULL;
+    int n = corio_getaddrinfo(host, port, SOCK_STREAM, &addrs);
+    if (n < 0)
+        return n;
+    int rc = -EADDRNOTAVAIL;
+    for (int i = 0; i < n; i++) {
+        int fd = corio_socket(addrs[i].u.sa.sa_family, SOCK_STREAM, 0);
+        if (fd < 0) {
+            rc = fd;
+            continue;
+        }
+        rc = corio_connect(fd, &addrs[i], deadline);
+        if (rc == 0) {
+            corio_set_nodelay(fd, true);
+            free(addrs);
+            return fd;
+        }
+        close(fd);
+        if (rc == -ECANCELED || rc == -ETIMEDOUT)
+            break;
+    }
+    free(addrs);
+    return rc;
+}
+
+int corio_unix_connect(const char *path, int64_t deadline)
+{
+    corio_sockaddr_t a;
+    int rc = corio_sockaddr_unix(&a, path);
+    if (rc < 0)
+        return rc;
+    int fd = corio_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    rc = corio_connect(fd, &a, deadline);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+ssize_t corio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline)
+{
+    GET_SQE(loop, sqe);
+    io_uring_prep_recv(sqe, fd, buf, len, flags);
+    return corio__io_await(loop, sqe, deadline, NULL);
+}
+
+ssize_t corio_send_some(int fd, const void *buf, size_t len, int flags, int64_t deadline)
+{
+    GET_SQE(loop, sqe);
+    io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+    return corio__io_await(loop, sqe, deadline, NULL);
+}
+
+ssize_t corio_send(int fd, const void *buf, size_t len, int64_t deadline, size_t *sent)
+{
+    size_t done = 0;
+    ssize_t rc = 0;
+    while (done < len) {
+        /* MSG_WAITALL makes the kernel retry a short send itself. */
+        rc = corio_send_some(fd, (const char *)buf + done, len - done, MSG_WAITALL, deadline);
+        if (rc < 0)
+            break;
+        done += (size_t)rc;
+    }
+    if (sent)
+        *sent = done;
+    return rc < 0 ? rc : (ssize_t)done;
+}
+
+ssize_t corio_sendto(int fd, const void *buf, size_t len, int flags, const corio_sockaddr_t *to,
+                     int64_t deadline)
+{
+    GET_SQE(loop, sqe);
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (to) {
+        msg.msg_name = (void *)&to->u.sa;
+        msg.msg_namelen = to->len;
+    }
+    io_uring_prep_sendmsg(sqe, fd, &msg, (unsigned)flags | MSG_NOSIGNAL);
+    return corio__io_await(loop, sqe, deadline, NULL);
+}
+
+ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags, corio_sockaddr_t *from,
+                       int64_t deadline)
+{
+    GET_SQE(loop, sqe);
+    struct iovec iov = {buf, len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (from) {
+        msg.msg_name = &from->u.sa;
+        msg.msg_namelen = sizeof from->u;
+    }
+    io_uring_prep_recvmsg(sqe, fd, &msg, (unsigned)flags);
+    int rc = corio__io_await(loop, sqe, deadline, NULL);
+    if (from)
+        from->len = msg.msg_namelen;
+    return rc;
+}
+
+int corio_shutdown(int fd, int how)
+{
+    if (!corio_current_task())
+        return shutdown(fd, how) < 0 ? -errno : 0;
+    GET_SQE(loop, sqe);
+    io_uring_prep_shutdown(sqe, fd, how);
+    return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
+}
+
+int corio_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    if (!corio_current_task())
+        return close(fd) < 0 ? -errno : 0;
+    GET_SQE(loop, sqe);
+    io_uring_prep_close(sqe, fd);
+    int rc = corio__io_await(loop, sqe, CORIO_NEVER, NULL);
+    return rc;
+}
