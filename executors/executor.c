@@ -1,6 +1,7 @@
 /* The one executor interface: jobs, submit, map, shutdown, and the loop's
  * default executor. */
 #include "executor_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -164,9 +165,9 @@ void corio__job_run(corio_job_t *job)
 
 void corio__job_fail(corio_job_t *job, int code, const char *msg)
 {
-    if (code == -ECANCELED)
-        corio_future_cancel(job->fut);
-    else
+    /* A job already running (sent to a worker that died) cannot be
+     * cancelled; it fails with the code instead. */
+    if (code != -ECANCELED || corio_future_cancel(job->fut) < 0)
         corio_future_set_exception(job->fut, code, msg);
     corio__job_free(job);
 }

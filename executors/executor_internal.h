@@ -20,7 +20,8 @@ typedef struct corio_job {
     size_t n;
     corio_value_t *args; /* n args; bytes are the job's own copies */
     corio_value_t arg1;  /* storage when n == 1 */
-    int64_t started_ns;  /* process pool: when it reached its worker */
+    uint32_t fn_module;  /* process pool: the function's name */
+    uint64_t fn_offset;
 } corio_job_t;
 
 typedef struct corio_batch_item {
@@ -67,6 +68,51 @@ void corio__job_finish(corio_job_t *job, corio_batch_item_t *items);
 /* Fails the job's future (if not yet done) and frees the job. */
 void corio__job_fail(corio_job_t *job, int code, const char *msg);
 void corio__job_free(corio_job_t *job);
+
+/* ---- process workers: wire format and function names (wire.c) ---------- */
+
+enum {
+    CORIO_MSG_INIT = 1,        /* parent: modules, initializer, max tasks */
+    CORIO_MSG_TASK = 2,        /* parent: a function and n arguments */
+    CORIO_MSG_READY = 3,       /* worker: the initializer succeeded */
+    CORIO_MSG_INIT_FAILED = 4, /* worker: code is the initializer's */
+    CORIO_MSG_RESULT = 5,      /* worker: n outcomes */
+};
+
+/* Every message starts with this header; len bytes of payload follow. A
+ * TASK payload: corio_wire_fn_t, n corio_wire_item_t, then the items'
+ * bytes in order. A RESULT payload: n corio_wire_item_t, then bytes. */
+typedef struct corio_wire_hdr {
+    uint32_t type;
+    int32_t code;
+    uint64_t n;
+    uint64_t len;
+} corio_wire_hdr_t;
+
+typedef struct corio_wire_fn {
+    uint32_t module; /* CORIO_FN_ABSOLUTE: offset is an address (fork) */
+    uint32_t pad;
+    uint64_t offset;
+} corio_wire_fn_t;
+
+typedef struct corio_wire_item {
+    int32_t rc;
+    uint32_t pad;
+    uint64_t len; /* bytes that follow, or 0 for a pointer-sized value */
+    uint64_t value;
+} corio_wire_item_t;
+
+#define CORIO_FN_ABSOLUTE UINT32_MAX
+
+/* Names fn by the module it lies in, among those loaded at program start.
+ * 0, or CORIO_ENONAME. */
+int corio__fn_name(const void *fn, uint32_t *module, uint64_t *offset);
+/* The modules loaded at program start, for the INIT message. */
+size_t corio__module_count(void);
+const char *corio__module_name(size_t i);
+
+/* The worker side: never returns. */
+_Noreturn void corio__worker_main(int sock, int lifeline);
 
 int corio__cpu_count(void);
 /* Blocks every signal in the calling thread (pool threads). */

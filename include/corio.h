@@ -7,5 +7,6 @@
 #include "corio/loop.h"
 #include "corio/future.h"
 #include "corio/task.h"
+#include "corio/executor.h"
 
 #endif

@@ -1,0 +1,327 @@
+/* Process workers' side: naming functions across processes, the spawn
+ * take-over before main, and the worker loop.
+ *
+ * A spawned worker is this program started afresh with CORIO_WORKER set in
+ * its environment. The constructor below sees it and runs the worker loop
+ * instead of main. A function is named by (module, offset from the module's
+ * load address): the worker loads the same modules (at other addresses, so
+ * ASLR and static functions work) and finds each by name. */
+#include "executor_internal.h"
+
+#include <errno.h>
+#include <link.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+typedef struct module {
+    char *name;
+    uintptr_t base;
+} module_t;
+
+/* Written once, by the constructor, before any thread exists. */
+static module_t *g_modules;
+static size_t g_nmodules;
+
+static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    module_t *m = realloc(g_modules, (g_nmodules + 1) * sizeof *m);
+    if (!m)
+        return 1;
+    g_modules = m;
+    m[g_nmodules].name = strdup(info->dlpi_name ? info->dlpi_name : "");
+    m[g_nmodules].base = info->dlpi_addr;
+    if (m[g_nmodules].name)
+        g_nmodules++;
+    return 0;
+}
+
+size_t corio__module_count(void)
+{
+    return g_nmodules;
+}
+
+const char *corio__module_name(size_t i)
+{
+    return g_modules[i].name;
+}
+
+typedef struct find_addr {
+    uintptr_t addr;
+    uintptr_t base;
+    const char *name;
+} find_addr_t;
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    find_addr_t *fa = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && fa->addr >= start && fa->addr < start + ph->p_memsz) {
+            fa->base = info->dlpi_addr;
+            fa->name = info->dlpi_name ? info->dlpi_name : "";
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int corio__fn_name(const void *fn, uint32_t *module, uint64_t *offset)
+{
+    find_addr_t fa = {(uintptr_t)fn, 0, NULL};
+    if (!dl_iterate_phdr(find_module, &fa))
+        return CORIO_ENONAME;
+    /* Only a module loaded at start is loaded, by name, in a fresh worker. */
+    for (size_t i = 0; i < g_nmodules; i++)
+        if (g_modules[i].base == fa.base && strcmp(g_modules[i].name, fa.name) == 0) {
+            *module = (uint32_t)i;
+            *offset = (uint64_t)(fa.addr - fa.base);
+            return 0;
+        }
+    return CORIO_ENONAME;
+}
+
+/* ---- the worker ------------------------------------------------------------- */
+
+typedef struct worker {
+    int sock;
+    uintptr_t *bases; /* the parent's module i loads here; 0 when absent */
+    size_t nbases;
+    int max_tasks;
+} worker_t;
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t r = recv(fd, p, len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static int write_iov(int fd, struct iovec *iov, size_t niov)
+{
+    while (niov) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov < 1024 ? niov : 1024};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        while (niov && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            niov--;
+        }
+        if (niov) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static _Noreturn void worker_exit(int status)
+{
+    fflush(NULL);
+    _exit(status);
+}
+
+static int send_hdr(int sock, uint32_t type, int32_t code)
+{
+    corio_wire_hdr_t h = {type, code, 0, 0};
+    struct iovec iov = {&h, sizeof h};
+    return write_iov(sock, &iov, 1);
+}
+
+static void *resolve(worker_t *w, const corio_wire_fn_t *fn)
+{
+    if (fn->module == CORIO_FN_ABSOLUTE)
+        return (void *)(uintptr_t)fn->offset;
+    if (fn->module >= w->nbases || !w->bases[fn->module])
+        return NULL;
+    return (void *)(w->bases[fn->module] + fn->offset);
+}
+
+/* Reads n items' table and bytes into args; the bytes are malloc'd. */
+static int read_items(int sock, size_t n, corio_value_t *args)
+{
+    corio_wire_item_t *t = malloc((n ? n : 1) * sizeof *t);
+    if (!t || read_full(sock, t, n * sizeof *t) < 0) {
+        free(t);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        args[i].len = t[i].len;
+        args[i].ptr = (void *)(uintptr_t)t[i].value;
+        if (rc == 0 && t[i].len) {
+            args[i].ptr = malloc(t[i].len);
+            if (!args[i].ptr || read_full(sock, args[i].ptr, t[i].len) < 0)
+                rc = -1;
+        } else if (t[i].len) {
+            args[i].ptr = NULL;
+        }
+    }
+    free(t);
+    return rc;
+}
+
+/* Runs fn over args and sends the RESULT message. */
+static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args, size_t n)
+{
+    corio_wire_item_t *t = calloc(n ? n : 1, sizeof *t);
+    corio_value_t *res = calloc(n ? n : 1, sizeof *res);
+    struct iovec *iov = calloc(n + 2, sizeof *iov);
+    if (!t || !res || !iov)
+        worker_exit(70);
+    corio_wire_hdr_t h = {CORIO_MSG_RESULT, 0, n, n * sizeof *t};
+    size_t niov = 2;
+    for (size_t i = 0; i < n; i++) {
+        t[i].rc = fn ? fn(&args[i], &res[i]) : CORIO_ENONAME;
+        if (t[i].rc > 0)
+            t[i].rc = 0;
+        if (t[i].rc < 0 && res[i].len) {
+            free(res[i].ptr);
+            res[i] = (corio_value_t){NULL, 0};
+        }
+        t[i].len = res[i].len;
+        t[i].value = res[i].len ? 0 : (uint64_t)(uintptr_t)res[i].ptr;
+        if (res[i].len) {
+            iov[niov++] = (struct iovec){res[i].ptr, res[i].len};
+            h.len += res[i].len;
+        }
+    }
+    iov[0] = (struct iovec){&h, sizeof h};
+    iov[1] = (struct iovec){t, n * sizeof *t};
+    int rc = write_iov(w->sock, iov, niov);
+    for (size_t i = 0; i < n; i++)
+        if (res[i].len)
+            free(res[i].ptr);
+    free(t);
+    free(res);
+    free(iov);
+    return rc;
+}
+
+static int handle_task(worker_t *w, const corio_wire_hdr_t *h)
+{
+    corio_wire_fn_t fn;
+    corio_value_t *args = calloc(h->n ? h->n : 1, sizeof *args);
+    if (!args)
+        worker_exit(70);
+    if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, h->n, args) < 0)
+        worker_exit(0); /* the parent went away mid-message */
+    int rc = run_and_reply(w, (corio_executor_fn)resolve(w, &fn), args, h->n);
+    for (size_t i = 0; i < h->n; i++)
+        if (args[i].len)
+            free(args[i].ptr);
+    free(args);
+    return rc;
+}
+
+static int find_base(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    find_addr_t *fa = arg;
+    if (strcmp(info->dlpi_name ? info->dlpi_name : "", fa->name) != 0)
+        return 0;
+    fa->base = info->dlpi_addr;
+    return 1;
+}
+
+/* Reads the INIT message: the parent's module names, max tasks, initializer. */
+static void handle_init(worker_t *w)
+{
+    corio_wire_hdr_t h;
+    uint32_t nmods;
+    if (read_full(w->sock, &h, sizeof h) < 0 || h.type != CORIO_MSG_INIT ||
+        read_full(w->sock, &nmods, sizeof nmods) < 0)
+        worker_exit(0);
+    w->max_tasks = h.code;
+    w->nbases = nmods;
+    w->bases = calloc(nmods ? nmods : 1, sizeof *w->bases);
+    for (uint32_t i = 0; i < nmods; i++) {
+        uint32_t len;
+        char name[4096];
+        if (read_full(w->sock, &len, sizeof len) < 0 || len >= sizeof name ||
+            read_full(w->sock, name, len) < 0)
+            worker_exit(0);
+        name[len] = 0;
+        find_addr_t fa = {0, 0, name};
+        if (dl_iterate_phdr(find_base, &fa))
+            w->bases[i] = fa.base;
+    }
+    corio_wire_fn_t fn;
+    corio_value_t arg;
+    if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, 1, &arg) < 0)
+        worker_exit(0);
+    corio_initializer_fn init = h.n ? (corio_initializer_fn)resolve(w, &fn) : NULL;
+    int rc = h.n && !init ? CORIO_ENONAME : init ? init(&arg) : 0;
+    if (arg.len)
+        free(arg.ptr);
+    if (rc != 0) {
+        send_hdr(w->sock, CORIO_MSG_INIT_FAILED, rc);
+        worker_exit(3);
+    }
+    if (send_hdr(w->sock, CORIO_MSG_READY, 0) < 0)
+        worker_exit(0);
+}
+
+/* The lifeline's write end lives only in the parent: when the parent
+ * process dies, however its threads went, the pipe reports a hang-up. */
+static void *lifeline_watch(void *arg)
+{
+    struct pollfd pfd = {(int)(intptr_t)arg, POLLIN, 0};
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+        ;
+    _exit(1);
+}
+
+_Noreturn void corio__worker_main(int sock, int lifeline)
+{
+    pthread_t t;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&t, NULL, lifeline_watch, (void *)(intptr_t)lifeline) != 0)
+        worker_exit(71);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    worker_t w = {.sock = sock};
+    handle_init(&w);
+    for (int done = 0; w.max_tasks <= 0 || done < w.max_tasks; done++) {
+        corio_wire_hdr_t h;
+        if (read_full(sock, &h, sizeof h) < 0 || h.type != CORIO_MSG_TASK)
+            worker_exit(0);
+        if (handle_task(&w, &h) < 0)
+            worker_exit(0);
+    }
+    worker_exit(0);
+}
+
+/* Runs before main: records the modules loaded at start and, in a spawned
+ * worker, never lets main run. */
+__attribute__((constructor)) static void corio_worker_takeover(void)
+{
+    dl_iterate_phdr(collect_module, NULL);
+    const char *env = getenv("CORIO_WORKER");
+    int sock, lifeline;
+    if (!env || sscanf(env, "%d:%d", &sock, &lifeline) != 2)
+        return;
+    unsetenv("CORIO_WORKER");
+    corio__worker_main(sock, lifeline);
+}
