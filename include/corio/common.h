@@ -83,6 +83,14 @@ CORIO_API int64_t corio_now(void);
 /* A deadline that never expires. */
 #define CORIO_NEVER INT64_MAX
 
+/* When corio_wait returns (asyncio.wait and concurrent.futures.wait share
+ * it): the first future done, the first failed one (or all done), or all. */
+typedef enum corio_wait_mode {
+    CORIO_FIRST_COMPLETED = 1,
+    CORIO_FIRST_EXCEPTION = 2,
+    CORIO_ALL_COMPLETED = 3,
+} corio_wait_mode_t;
+
 CORIO_END_DECLS
 
 #endif

@@ -109,11 +109,8 @@ CORIO_API void corio_map_free(corio_map_iter_t *it);
 
 /* ---- waiting on many futures -------------------------------------------- */
 
-typedef enum corio_wait_mode {
-    CORIO_FIRST_COMPLETED = 1,
-    CORIO_FIRST_EXCEPTION = 2,
-    CORIO_ALL_COMPLETED = 3,
-} corio_wait_mode_t;
+/* corio_wait_mode_t (CORIO_FIRST_COMPLETED ...) is defined in common.h and
+ * shared with asyncio-style waits on tasks. */
 
 /* concurrent.futures.wait: waits until mode is met or timeout_ns passes
  * (< 0: no limit). done and not_done (each may be NULL, else room for n)
