@@ -1,0 +1,598 @@
+/* Executors: the thread pool, map, wait, as_completed, and awaiting
+ * executor futures from coroutines. */
+#include "corio.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int square(const corio_value_t *arg, corio_value_t *result)
+{
+    intptr_t x = corio_value_as_int(*arg);
+    *result = corio_value_int(x * x);
+    return 0;
+}
+
+static int fail_with_eio(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    (void)result;
+    return -EIO;
+}
+
+static int sleep_task(const corio_value_t *arg, corio_value_t *result)
+{
+    sleep_ms((int)corio_value_as_int(*arg));
+    *result = corio_value_int(1);
+    return 0;
+}
+
+/* Returns a copy of its bytes with each byte incremented. */
+static int bytes_plus_one(const corio_value_t *arg, corio_value_t *result)
+{
+    unsigned char *out = malloc(arg->len);
+    if (!out)
+        return -ENOMEM;
+    const unsigned char *in = arg->ptr;
+    for (size_t i = 0; i < arg->len; i++)
+        out[i] = (unsigned char)(in[i] + 1);
+    *result = (corio_value_t){out, arg->len};
+    return 0;
+}
+
+static intptr_t result_int(corio_future_t *f)
+{
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v), 0);
+    return corio_value_as_int(v);
+}
+
+static corio_executor_t *thread_pool(int n)
+{
+    corio_thread_pool_options_t o = {.max_workers = n};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_thread_pool_new(&ex, &o), 0);
+    return ex;
+}
+
+static void test_submit_result_and_error(void)
+{
+    corio_executor_t *ex = thread_pool(0);
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK_EQ(corio_executor_max_workers(ex), cpus + 4 < 32 ? cpus + 4 : 32);
+    corio_future_t *f, *g;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(7), &f), 0);
+    CHECK_EQ(result_int(f), 49);
+    CHECK_EQ(corio_executor_submit(ex, fail_with_eio, corio_value_int(0), &g), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(g, -1, &v), -EIO);
+    CHECK_EQ(corio_future_exception(g, NULL), -EIO);
+    corio_future_unref(f);
+    corio_future_unref(g);
+    char buf[5] = "abcd";
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){buf, 4}, &f), 0);
+    buf[0] = 'z'; /* the argument was copied */
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(v.len, 4);
+    CHECK(memcmp(v.ptr, "bcde", 4) == 0);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+}
+
+static void test_workers_on_demand_and_reused(void)
+{
+    corio_executor_t *ex = thread_pool(8);
+    CHECK_EQ(corio_executor_workers(ex), 0);
+    for (int i = 0; i < 20; i++) {
+        corio_future_t *f;
+        CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &f), 0);
+        CHECK_EQ(result_int(f), i * i);
+        corio_future_unref(f);
+        sleep_ms(1); /* let the worker go idle again */
+    }
+    CHECK_EQ(corio_executor_workers(ex), 1);
+    corio_executor_free(ex);
+}
+
+static int name_check(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    char name[16];
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    *result = corio_value_int(strncmp(name, "crunch", 6) == 0);
+    return 0;
+}
+
+static void test_thread_name_prefix(void)
+{
+    corio_thread_pool_options_t o = {.max_workers = 2, .thread_name_prefix = "crunch"};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_thread_pool_new(&ex, &o), 0);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, name_check, corio_value_int(0), &f), 0);
+    CHECK_EQ(result_int(f), 1);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+}
+
+static atomic_int init_calls;
+
+static int init_fails(const corio_value_t *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&init_calls, 1);
+    return -EINVAL;
+}
+
+static void test_initializer_failure_breaks_pool(void)
+{
+    corio_thread_pool_options_t o = {.max_workers = 2, .initializer = init_fails};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_thread_pool_new(&ex, &o), 0);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(3), &f), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 5 * CORIO_NS_PER_SEC, &v), CORIO_EBROKEN);
+    corio_future_unref(f);
+    corio_future_t *g = NULL;
+    for (int i = 0; i < 100 && corio_executor_submit(ex, square, corio_value_int(3), &g) == 0; i++) {
+        corio_await_timeout(g, 5 * CORIO_NS_PER_SEC, &v);
+        corio_future_unref(g);
+        g = NULL;
+    }
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(3), &g), CORIO_EBROKEN);
+    CHECK(atomic_load(&init_calls) >= 1);
+    corio_executor_free(ex);
+}
+
+static void test_shutdown_nowait_and_cancel_futures(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    corio_future_t *running, *queued[10];
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(300), &running), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &queued[i]), 0);
+    while (!corio_future_running(running))
+        sleep_ms(1);
+    CHECK_EQ(corio_future_cancel(running), -EALREADY); /* refused once running */
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_executor_shutdown(ex, false, true), 0);
+    CHECK(corio_now() - t0 < 200 * CORIO_NS_PER_MS); /* wait=false returns at once */
+    for (int i = 0; i < 10; i++) {
+        CHECK(corio_future_cancelled(queued[i]));
+        corio_future_unref(queued[i]);
+    }
+    corio_future_t *late;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(1), &late), CORIO_ESHUTDOWN);
+    CHECK_EQ(result_int(running), 1); /* the running task still completes */
+    corio_future_unref(running);
+    corio_executor_free(ex);
+}
+
+static void test_shutdown_wait_runs_queued(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_future_t *fs[50];
+    for (int i = 0; i < 50; i++)
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(2), &fs[i]), 0);
+    CHECK_EQ(corio_executor_shutdown(ex, true, false), 0);
+    for (int i = 0; i < 50; i++) {
+        CHECK(corio_future_done(fs[i]));
+        corio_future_unref(fs[i]);
+    }
+    CHECK_EQ(corio_executor_workers(ex), 0);
+    corio_executor_free(ex);
+}
+
+/* ---- callbacks --------------------------------------------------------------- */
+
+static pthread_t cb_thread;
+static int cb_order[3], cb_n;
+
+static void record_cb(corio_future_t *f, void *arg)
+{
+    (void)f;
+    cb_thread = pthread_self();
+    cb_order[cb_n++] = (int)(intptr_t)arg;
+}
+
+static void test_done_callbacks(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(50), &f), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(corio_future_add_done_callback(f, record_cb, (void *)(intptr_t)i), 0);
+    CHECK_EQ(result_int(f), 1);
+    corio_executor_shutdown(ex, true, false); /* the callbacks ran before the worker left */
+    CHECK_EQ(cb_n, 3);
+    CHECK(cb_order[0] == 0 && cb_order[1] == 1 && cb_order[2] == 2);
+    CHECK(!pthread_equal(cb_thread, pthread_self())); /* in the completing thread */
+    CHECK_EQ(corio_future_add_done_callback(f, record_cb, (void *)(intptr_t)9), 0);
+    CHECK_EQ(cb_n, 4); /* already done: at once, here */
+    CHECK(pthread_equal(cb_thread, pthread_self()));
+    corio_future_unref(f);
+    corio_executor_free(ex);
+}
+
+/* The pipeline: stage one's callback submits stage two into another pool. */
+typedef struct pipeline {
+    corio_executor_t *second;
+    corio_future_t *out[100];
+    atomic_int n;
+} pipeline_t;
+
+static pipeline_t pipe_state;
+
+static void to_second_stage(corio_future_t *f, void *arg)
+{
+    corio_value_t v;
+    CHECK_EQ(corio_future_result(f, &v), 0);
+    int i = (int)(intptr_t)arg;
+    CHECK_EQ(corio_executor_submit(pipe_state.second, square, v, &pipe_state.out[i]), 0);
+    atomic_fetch_add(&pipe_state.n, 1);
+}
+
+static void test_pipeline_callback_submits(void)
+{
+    corio_executor_t *first = thread_pool(2);
+    pipe_state.second = thread_pool(2);
+    corio_future_t *fs[100];
+    for (int i = 0; i < 100; i++) {
+        CHECK_EQ(corio_executor_submit(first, square, corio_value_int(i), &fs[i]), 0);
+        CHECK_EQ(corio_future_add_done_callback(fs[i], to_second_stage, (void *)(intptr_t)i), 0);
+    }
+    corio_executor_shutdown(first, true, false);
+    CHECK_EQ(atomic_load(&pipe_state.n), 100);
+    for (int i = 0; i < 100; i++) {
+        CHECK_EQ(result_int(pipe_state.out[i]), (intptr_t)i * i * i * i);
+        corio_future_unref(pipe_state.out[i]);
+        corio_future_unref(fs[i]);
+    }
+    corio_executor_free(first);
+    corio_executor_free(pipe_state.second);
+}
+
+/* ---- wait and as_completed --------------------------------------------------- */
+
+#define MANY 10000
+
+static void test_wait_10000(void)
+{
+    corio_executor_t *ex = thread_pool(4);
+    corio_future_t **fs = malloc(MANY * sizeof *fs), **done = malloc(MANY * sizeof *done);
+    for (int i = 0; i < MANY; i++)
+        CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &fs[i]), 0);
+    size_t nd = 0, nn = 0;
+    CHECK_EQ(corio_wait(fs, MANY, -1, CORIO_FIRST_COMPLETED, done, &nd, NULL, &nn), 0);
+    CHECK(nd >= 1);
+    CHECK_EQ(nd + nn, MANY);
+    CHECK_EQ(corio_wait(fs, MANY, 30 * CORIO_NS_PER_SEC, CORIO_ALL_COMPLETED, done, &nd, NULL,
+                        &nn), 0);
+    CHECK_EQ(nd, MANY);
+    CHECK_EQ(nn, 0);
+    for (int i = 0; i < MANY; i++)
+        corio_future_unref(fs[i]);
+    free(fs);
+    free(done);
+    corio_executor_free(ex);
+}
+
+static void test_wait_first_exception_and_timeout(void)
+{
+    corio_executor_t *ex = thread_pool(3);
+    corio_future_t *fs[3], *done[3], *not_done[3];
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(2000), &fs[0]), 0);
+    CHECK_EQ(corio_executor_submit(ex, fail_with_eio, corio_value_int(0), &fs[1]), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(2000), &fs[2]), 0);
+    size_t nd, nn;
+    CHECK_EQ(corio_wait(fs, 3, 10 * CORIO_NS_PER_SEC, CORIO_FIRST_EXCEPTION, done, &nd,
+                        not_done, &nn), 0);
+    CHECK_EQ(nd, 1);
+    CHECK(done[0] == fs[1]);
+    CHECK_EQ(corio_future_exception(fs[1], NULL), -EIO);
+    CHECK_EQ(corio_wait(fs, 3, 50 * CORIO_NS_PER_MS, CORIO_ALL_COMPLETED, done, &nd, not_done,
+                        &nn), 0);
+    CHECK_EQ(nn, 2); /* the timeout left two pending */
+    for (int i = 0; i < 3; i++)
+        corio_future_unref(fs[i]);
+    corio_executor_free(ex);
+}
+
+static void test_as_completed_10000_with_duplicates(void)
+{
+    corio_executor_t *ex = thread_pool(4);
+    corio_future_t **fs = malloc(2 * MANY * sizeof *fs);
+    for (int i = 0; i < MANY; i++)
+        CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &fs[i]), 0);
+    for (int i = 0; i < MANY; i++)
+        fs[MANY + i] = fs[MANY - 1 - i]; /* every future twice */
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(fs, 2 * MANY, 30 * CORIO_NS_PER_SEC, &it), 0);
+    char *seen = calloc(MANY, 1);
+    corio_future_t *f;
+    int n = 0, rc;
+    while ((rc = corio_as_completed_next(it, &f)) == 1) {
+        CHECK(corio_future_done(f));
+        corio_value_t v;
+        CHECK_EQ(corio_future_result(f, &v), 0);
+        intptr_t x = corio_value_as_int(v);
+        int i = 0;
+        while ((intptr_t)i * i != x)
+            i++;
+        CHECK(!seen[i]);
+        seen[i] = 1;
+        n++;
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(n, MANY);
+    corio_as_completed_free(it);
+    for (int i = 0; i < MANY; i++)
+        corio_future_unref(fs[i]);
+    free(seen);
+    free(fs);
+    corio_executor_free(ex);
+}
+
+static void test_as_completed_timeout(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_future_t *fs[2];
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(10), &fs[0]), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(3000), &fs[1]), 0);
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(fs, 2, 300 * CORIO_NS_PER_MS, &it), 0);
+    corio_future_t *f;
+    CHECK_EQ(corio_as_completed_next(it, &f), 1);
+    CHECK(f == fs[0]);
+    CHECK_EQ(corio_as_completed_next(it, &f), -ETIMEDOUT);
+    corio_as_completed_free(it);
+    corio_future_cancel(fs[1]);
+    corio_future_unref(fs[0]);
+    corio_future_unref(fs[1]);
+    corio_executor_shutdown(ex, false, true);
+    corio_executor_free(ex);
+}
+
+/* ---- map ---------------------------------------------------------------------- */
+
+static void check_map(corio_executor_t *ex, size_t n, size_t chunksize)
+{
+    corio_value_t *in = malloc(n * sizeof *in);
+    for (size_t i = 0; i < n; i++)
+        in[i] = corio_value_int((intptr_t)i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, square, in, n, chunksize, -1, &it), 0);
+    corio_value_t v;
+    size_t i = 0;
+    int rc;
+    while ((rc = corio_map_next(it, &v)) == 1) {
+        CHECK_EQ(corio_value_as_int(v), (intptr_t)(i * i));
+        i++;
+    }
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(i, n);
+    corio_map_free(it);
+    free(in);
+}
+
+static void test_map_order_chunksizes(void)
+{
+    corio_executor_t *ex = thread_pool(4);
+    size_t sizes[] = {0, 1, 3, 7, 100, 1000, 5000};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        check_map(ex, 2345, sizes[k]);
+    check_map(ex, 0, 10);
+    corio_executor_free(ex);
+}
+
+static int fail_odd(const corio_value_t *arg, corio_value_t *result)
+{
+    *result = *arg;
+    return corio_value_as_int(*arg) % 2 ? -EDOM : 0;
+}
+
+static void test_map_errors_timeout_and_early_free(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_value_t in[10];
+    for (int i = 0; i < 10; i++)
+        in[i] = corio_value_int(i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, fail_odd, in, 10, 3, -1, &it), 0);
+    corio_value_t v;
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(corio_map_next(it, &v), i % 2 ? -EDOM : 1);
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    for (int i = 0; i < 10; i++)
+        in[i] = corio_value_int(i < 2 ? 1 : 2000);
+    CHECK_EQ(corio_executor_map(ex, sleep_task, in, 10, 1, 200 * CORIO_NS_PER_MS, &it), 0);
+    CHECK_EQ(corio_map_next(it, &v), 1);
+    CHECK_EQ(corio_map_next(it, &v), 1);
+    CHECK_EQ(corio_map_next(it, &v), -ETIMEDOUT);
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    /* Freed before reading: what runs finishes, the rest is cancelled. */
+    char big[1000] = {0};
+    corio_value_t bin[40];
+    for (int i = 0; i < 40; i++)
+        bin[i] = (corio_value_t){big, sizeof big};
+    CHECK_EQ(corio_executor_map(ex, bytes_plus_one, bin, 40, 2, -1, &it), 0);
+    corio_map_free(it);
+    corio_executor_shutdown(ex, true, true);
+    corio_executor_free(ex);
+}
+
+static void test_huge_bytes_thread_pool(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    size_t len = 100u << 20;
+    char *big = malloc(len);
+    memset(big, 7, len);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){big, len}, &f), 0);
+    free(big);
+    corio_value_t v;
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(corio_future_take_result(f, &v), 0);
+    CHECK_EQ(v.len, len);
+    CHECK(((char *)v.ptr)[0] == 8 && ((char *)v.ptr)[len - 1] == 8);
+    free(v.ptr);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+}
+
+/* ---- coroutines ---------------------------------------------------------------- */
+
+static atomic_bool ticking;
+static int ticks;
+
+static intptr_t ticker(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&ticking)) {
+        corio_sleep(10 * CORIO_NS_PER_MS);
+        ticks++;
+    }
+    return 0;
+}
+
+static intptr_t await_in_coroutine(void *arg)
+{
+    corio_executor_t *ex = arg;
+    atomic_store(&ticking, true);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, ticker, NULL, NULL), 0);
+    corio_sleep(0);
+    corio_loop_stats_t s0, s1;
+    corio_loop_stats(corio_loop_current(), &s0);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(500), &f), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 1);
+    corio_loop_stats(corio_loop_current(), &s1);
+    atomic_store(&ticking, false);
+    CHECK_EQ(corio_task_await(t, &v), 0);
+    corio_task_release(t);
+    corio_future_unref(f);
+    /* The ticker ran meanwhile; each of its 10 ms sleeps costs a turn or two,
+     * the executor future one wake-up: nowhere near a busy loop. */
+    uint64_t turns = s1.turns - s0.turns;
+    fprintf(stderr, "# 500 ms executor await: %d ticks, %llu loop turns\n", ticks,
+            (unsigned long long)turns);
+    CHECK(ticks >= 20);
+    CHECK(turns < 3 * (uint64_t)ticks + 20);
+    return 0;
+}
+
+static void test_await_from_coroutine_loop_keeps_running(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    CHECK_EQ(corio_run(await_in_coroutine, ex), 0);
+    corio_executor_free(ex);
+}
+
+static intptr_t await_alone(void *arg)
+{
+    corio_executor_t *ex = arg;
+    corio_loop_stats_t s0, s1;
+    corio_loop_stats(corio_loop_current(), &s0);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(500), &f), 0);
+    CHECK_EQ(result_int(f), 1);
+    corio_loop_stats(corio_loop_current(), &s1);
+    corio_future_unref(f);
+    fprintf(stderr, "# 500 ms executor await alone: %llu loop turns\n",
+            (unsigned long long)(s1.turns - s0.turns));
+    CHECK(s1.turns - s0.turns <= 5); /* one wake-up, no polling */
+    return 0;
+}
+
+static void test_await_costs_a_handful_of_turns(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    CHECK_EQ(corio_run(await_alone, ex), 0);
+    corio_executor_free(ex);
+}
+
+static intptr_t use_default_executor(void *arg)
+{
+    (void)arg;
+    corio_future_t *f;
+    CHECK_EQ(corio_run_in_executor(NULL, square, corio_value_int(12), &f), 0);
+    CHECK_EQ(result_int(f), 144);
+    corio_future_unref(f);
+    corio_value_t v;
+    CHECK_EQ(corio_to_thread(square, corio_value_int(5), &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 25);
+    CHECK_EQ(corio_to_thread(fail_with_eio, corio_value_int(5), &v), -EIO);
+    char s[3] = "ab";
+    CHECK_EQ(corio_to_thread(bytes_plus_one, (corio_value_t){s, 2}, &v), 0);
+    CHECK(v.len == 2 && memcmp(v.ptr, "bc", 2) == 0);
+    free(v.ptr);
+    /* Left running: corio_run's shutdown of the default pool waits for it. */
+    CHECK_EQ(corio_run_in_executor(NULL, sleep_task, corio_value_int(50), &f), 0);
+    corio_future_unref(f);
+    return 0;
+}
+
+static void test_run_in_executor_and_to_thread(void)
+{
+    CHECK_EQ(corio_run(use_default_executor, NULL), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_to_thread(square, corio_value_int(5), &v), -EDEADLK);
+}
+
+static intptr_t wait_in_coroutine(void *arg)
+{
+    corio_executor_t *ex = arg;
+    corio_future_t *fs[4];
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(20 * (i + 1)), &fs[i]), 0);
+    size_t nd, nn;
+    CHECK_EQ(corio_wait(fs, 4, -1, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nn), 0);
+    CHECK_EQ(nd, 4);
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(fs, 4, -1, &it), 0);
+    corio_future_t *f;
+    int n = 0;
+    while (corio_as_completed_next(it, &f) == 1)
+        n++;
+    CHECK_EQ(n, 4);
+    corio_as_completed_free(it);
+    for (int i = 0; i < 4; i++)
+        corio_future_unref(fs[i]);
+    return 0;
+}
+
+static void test_wait_in_coroutine(void)
+{
+    corio_executor_t *ex = thread_pool(4);
+    CHECK_EQ(corio_run(wait_in_coroutine, ex), 0);
+    corio_executor_free(ex);
+}
+
+TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
+          CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
+          CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
+          CASE(test_done_callbacks), CASE(test_pipeline_callback_submits),
+          CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
+          CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
+          CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),
+          CASE_T(test_huge_bytes_thread_pool, 60),
+          CASE(test_await_from_coroutine_loop_keeps_running),
+          CASE(test_await_costs_a_handful_of_turns), CASE(test_run_in_executor_and_to_thread),
+          CASE(test_wait_in_coroutine))
