@@ -7,6 +7,8 @@
 #include "corio/loop.h"
 #include "corio/future.h"
 #include "corio/task.h"
+#include "corio/net.h"
+#include "corio/stream.h"
 #include "corio/executor.h"
 
 #endif

@@ -2,6 +2,7 @@
  * kernel operation through corio__io_await (so cancellation and deadlines
  * wait for the operation's own completion before the caller's buffer goes). */
 #include "internal.h"
+#include "corio/executor.h"
 #include "corio/net.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- addresses ----------------------------------------------------------- */
@@ -103,17 +105,16 @@ int corio_sockaddr_port(const corio_sockaddr_t *a)
 
 /* ---- name resolution ------------------------------------------------------ */
 
-/* getaddrinfo may block for seconds, so it runs on another thread: a
- * short-lived detached thread that completes a thread-safe future, which
- * the task awaits (the executors' mechanism). The request lives on the heap
- * and is freed by the thread, so a cancelled task may leave at once. */
+/* getaddrinfo may block for seconds, so it runs on the loop's default
+ * thread pool (corio_run_in_executor) while the task awaits its future. The
+ * request travels as bytes, copied at submit, so a cancelled task may leave
+ * at once; the result is a malloc'd array of corio_sockaddr_t. */
 typedef struct gai_req {
-    corio_future_t *fut;
     int port, socktype;
     char host[];
 } gai_req_t;
 
-static int gai_error(int rc)
+static int gai_code(int rc)
 {
     switch (rc) {
     case EAI_AGAIN:
@@ -132,40 +133,36 @@ static int gai_error(int rc)
     }
 }
 
-static void *gai_thread(void *arg)
+static int gai_work(const corio_value_t *arg, corio_value_t *result)
 {
-    gai_req_t *r = arg;
+    const gai_req_t *r = arg->ptr;
     char port[16];
     snprintf(port, sizeof port, "%d", r->port);
-    struct addrinfo hints = {.ai_socktype = r->socktype, .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+    struct addrinfo hints = {.ai_socktype = r->socktype,
+                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(r->host, port, &hints, &res);
-    if (rc != 0) {
-        corio_future_set_exception(r->fut, gai_error(rc), gai_strerror(rc));
-    } else {
-        size_t n = 0;
-        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-            if (ai->ai_addrlen <= sizeof(struct sockaddr_storage))
-                n++;
-        corio_sockaddr_t *v = n ? calloc(n, sizeof *v) : NULL;
-        if (!v) {
-            corio_future_set_exception(r->fut, n ? -ENOMEM : -EADDRNOTAVAIL, NULL);
-        } else {
-            size_t i = 0;
-            for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-                if (ai->ai_addrlen <= sizeof(struct sockaddr_storage)) {
-                    memcpy(&v[i].u.ss, ai->ai_addr, ai->ai_addrlen);
-                    v[i++].len = ai->ai_addrlen;
-                }
-            corio_value_t val = {v, n * sizeof *v};
-            if (corio_future_set_result(r->fut, val) < 0)
-                free(v);
-        }
+    if (rc != 0)
+        return gai_code(rc);
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_addrlen <= sizeof(struct sockaddr_storage))
+            n++;
+    corio_sockaddr_t *v = n ? calloc(n, sizeof *v) : NULL;
+    if (!v) {
         freeaddrinfo(res);
+        return n ? -ENOMEM : -EADDRNOTAVAIL;
     }
-    corio_future_unref(r->fut);
-    free(r);
-    return NULL;
+    size_t i = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_addrlen <= sizeof(struct sockaddr_storage)) {
+            memcpy(&v[i].u.ss, ai->ai_addr, ai->ai_addrlen);
+            v[i++].len = ai->ai_addrlen;
+        }
+    freeaddrinfo(res);
+    result->ptr = v;
+    result->len = n * sizeof *v;
+    return 0;
 }
 
 int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t **out)
@@ -186,43 +183,25 @@ int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t
     }
     if (!host || strlen(host) > 1024)
         return -EINVAL;
-    corio_future_t *f;
-    int rc = corio_future_new_threadsafe(&f);
-    if (rc < 0)
-        return rc;
-    gai_req_t *r = malloc(sizeof *r + strlen(host) + 1);
-    if (!r) {
-        corio_future_unref(f);
+    size_t size = sizeof(gai_req_t) + strlen(host) + 1;
+    gai_req_t *r = malloc(size);
+    if (!r)
         return -ENOMEM;
-    }
-    r->fut = corio_future_ref(f);
     r->port = port;
     r->socktype = socktype ? socktype : SOCK_STREAM;
     strcpy(r->host, host);
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    rc = -pthread_create(&th, &attr, gai_thread, r);
-    pthread_attr_destroy(&attr);
-    if (rc < 0) {
-        corio_future_unref(f);
-        corio_future_unref(f);
-        free(r);
+    corio_future_t *f = NULL;
+    int rc = corio_run_in_executor(NULL, gai_work, (corio_value_t){r, size}, &f);
+    free(r);
+    if (rc < 0)
         return rc;
-    }
     corio_value_t v = {NULL, 0};
-    rc = corio_await(f, &v);
-    if (rc == 0) {
-        corio_future_take_result(f, &v);
+    rc = corio_await(f, NULL);
+    if (rc == 0 && corio_future_take_result(f, &v) == 0) {
         *out = v.ptr;
         rc = (int)(v.len / sizeof(corio_sockaddr_t));
-    } else if (rc != -ECANCELED && rc != -ETIMEDOUT) {
-        const char *msg = NULL;
-        corio_future_exception(f, &msg);
-    } else {
-        corio_future_cancel(f);
+    } else if (rc == -ECANCELED || rc == -ETIMEDOUT) {
+        corio_future_cancel(f); /* still queued: it never runs */
     }
     corio_future_unref(f);
     return rc;
@@ -471,7 +450,7 @@ ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags, corio_sockaddr_
 
 int corio_shutdown(int fd, int how)
 {
-    if (!corio_current_task())
+    if (!corio_current_task() || corio__interrupt_pending(CORIO_NEVER))
         return shutdown(fd, how) < 0 ? -errno : 0;
     GET_SQE(loop, sqe);
     io_uring_prep_shutdown(sqe, fd, how);
@@ -482,10 +461,10 @@ int corio_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    if (!corio_current_task())
+    /* A cancelled task still closes its descriptor. */
+    if (!corio_current_task() || corio__interrupt_pending(CORIO_NEVER))
         return close(fd) < 0 ? -errno : 0;
     GET_SQE(loop, sqe);
     io_uring_prep_close(sqe, fd);
-    int rc = corio__io_await(loop, sqe, CORIO_NEVER, NULL);
-    return rc;
+    return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
 }

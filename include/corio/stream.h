@@ -1,0 +1,168 @@
+/* corio streams: buffered reading and writing on a connected socket, and
+ * servers that run a task per connection (asyncio's StreamReader,
+ * StreamWriter, open_connection and start_server).
+ *
+ * A stream is one object for both directions. It belongs to its loop's
+ * thread; one task at a time may read (another gets -EBUSY), any task may
+ * write. Awaitable calls run in a task and take a deadline (absolute
+ * monotonic ns, or CORIO_NEVER); the task's timeout scope and cancellation
+ * apply, as in net.h.
+ *
+ * Writing never blocks: corio_stream_write copies the bytes into the
+ * stream's buffer and the stream sends them in the background.
+ * corio_stream_drain is the flow control: it suspends while more than the
+ * high-water mark is buffered, until the buffer is down to the low-water
+ * mark. A send error (the peer reset, -EPIPE) is kept and returned by the
+ * next write or drain. */
+#ifndef CORIO_STREAM_H
+#define CORIO_STREAM_H
+
+#include "common.h"
+#include "net.h"
+
+CORIO_BEGIN_DECLS
+
+typedef struct corio_stream corio_stream_t;
+
+typedef struct corio_stream_options {
+    size_t limit;      /* readline/readuntil: separator search limit; 0: 65536 */
+    size_t high_water; /* drain waits above this many buffered bytes; 0: 65536 */
+    size_t low_water;  /* ...until at most this many remain; 0: high_water / 4 */
+} corio_stream_options_t;
+
+/* Adopts a connected socket fd (the stream now owns it and closes it).
+ * opts may be NULL. Returns 0 and *out, -EINVAL or -ENOMEM (fd not closed
+ * then). Loop thread. */
+CORIO_API int corio_stream_new(int fd, const corio_stream_options_t *opts, corio_stream_t **out);
+
+/* open_connection: resolves host without blocking the loop (names allowed),
+ * tries each address in turn, and wraps the connected socket (TCP_NODELAY
+ * set). Returns 0 and *out, or the connection error (-ECONNREFUSED,
+ * -EADDRNOTAVAIL for an unknown host, -EINVAL for a bad port, -ETIMEDOUT).
+ * Task only. */
+CORIO_API int corio_open_connection(const char *host, int port, const corio_stream_options_t *opts,
+                                    int64_t deadline, corio_stream_t **out);
+CORIO_API int corio_open_unix_connection(const char *path, const corio_stream_options_t *opts,
+                                         int64_t deadline, corio_stream_t **out);
+
+/* The socket, still owned by the stream. */
+CORIO_API int corio_stream_fd(const corio_stream_t *s);
+
+/* ---- reading (task only) -------------------------------------------------- */
+
+/* Reads up to n bytes (n > 0) into buf: returns the count, 0 at end of
+ * stream, or an error (-ECONNRESET, -ECANCELED, -ETIMEDOUT, -EBUSY when
+ * another task is reading). */
+CORIO_API ssize_t corio_stream_read(corio_stream_t *s, void *buf, size_t n, int64_t deadline);
+
+/* Reads exactly n bytes into buf: returns n, or CORIO_EINCOMPLETE when the
+ * stream ended first, with the partial bytes in buf and their count in
+ * *partial (may be NULL); other errors also set *partial. */
+CORIO_API ssize_t corio_stream_readexactly(corio_stream_t *s, void *buf, size_t n, size_t *partial,
+                                           int64_t deadline);
+
+/* Reads up to and including the separator sep (seplen > 0 bytes). Returns
+ * 0 with *data pointing into the stream's buffer and *len its length,
+ * separator included; the bytes stay valid until the next read call or
+ * corio_stream_free. Errors:
+ * - CORIO_ELIMITOVERRUN: no separator within the limit; nothing is consumed,
+ *   *data and *len show what is buffered, and it stays readable;
+ * - CORIO_EINCOMPLETE: the stream ended first; *data and *len hold the
+ *   partial bytes, which are consumed. */
+CORIO_API int corio_stream_readuntil(corio_stream_t *s, const void *sep, size_t seplen,
+                                     const char **data, size_t *len, int64_t deadline);
+/* readuntil("\n"), except that at end of stream it returns 0 with the
+ * partial line (*len == 0 once everything was read). */
+CORIO_API int corio_stream_readline(corio_stream_t *s, const char **data, size_t *len,
+                                    int64_t deadline);
+/* True when the peer ended the stream and every byte was read. */
+CORIO_API bool corio_stream_at_eof(const corio_stream_t *s);
+/* Bytes buffered and not yet read. */
+CORIO_API size_t corio_stream_read_buffered(const corio_stream_t *s);
+
+/* ---- writing (loop thread) ------------------------------------------------ */
+
+/* Queues n bytes (copied) and starts sending them. Returns 0, -ENOMEM, the
+ * stored send error, or -EPIPE after write_eof or close. */
+CORIO_API int corio_stream_write(corio_stream_t *s, const void *buf, size_t n);
+/* Flow control: returns at once below the high-water mark, else waits until
+ * the buffer drains to the low-water mark. Returns 0, the send error,
+ * -ECANCELED or -ETIMEDOUT. Task only. */
+CORIO_API int corio_stream_drain(corio_stream_t *s, int64_t deadline);
+/* Bytes written and not yet accepted by the kernel. */
+CORIO_API size_t corio_stream_write_buffered(const corio_stream_t *s);
+/* Sends end-of-stream (shutdown SHUT_WR) once the buffered bytes are sent. */
+CORIO_API int corio_stream_write_eof(corio_stream_t *s);
+
+/* ---- closing ---------------------------------------------------------------- */
+
+/* Starts closing: buffered bytes are still sent, then the socket is closed.
+ * Reads in progress end with 0. Loop thread; idempotent. */
+CORIO_API void corio_stream_close(corio_stream_t *s);
+/* Waits until the socket is closed (buffered bytes sent or failed). Returns
+ * 0, the send error, -ECANCELED or -ETIMEDOUT. Task only. */
+CORIO_API int corio_stream_wait_closed(corio_stream_t *s, int64_t deadline);
+/* Closes (as corio_stream_close) and releases the stream; its memory goes
+ * once the kernel has finished with it. Loop thread. */
+CORIO_API void corio_stream_free(corio_stream_t *s);
+/* Closes at once: buffered bytes are dropped, sends in flight cancelled. */
+CORIO_API void corio_stream_abort(corio_stream_t *s);
+
+/* ---- servers ------------------------------------------------------------------ */
+
+typedef struct corio_server corio_server_t;
+
+/* Runs in a task of its own for each connection. The server owns s and
+ * frees it (a graceful close) when the handler returns. */
+typedef intptr_t (*corio_client_fn)(corio_stream_t *s, void *arg);
+
+typedef struct corio_server_options {
+    int backlog;                  /* listen backlog; 0: SOMAXCONN */
+    size_t stack_size;            /* handler task stacks; 0: the default */
+    corio_stream_options_t stream; /* for each connection's stream */
+    int64_t emfile_backoff_ns;    /* pause after EMFILE/ENFILE; 0: 100 ms */
+} corio_server_options_t;
+
+/* start_server: listens on a numeric host (NULL or "" for 0.0.0.0, "::1"
+ * for IPv6) and port (0 picks one: see corio_server_port), SO_REUSEADDR
+ * set, and starts accepting: each connection runs on_client(stream, arg)
+ * in a new task. Returns 0 and *out, or -EINVAL (bad host or port),
+ * -EADDRINUSE, ... Loop thread. */
+CORIO_API int corio_start_server(const char *host, int port, corio_client_fn on_client, void *arg,
+                                 const corio_server_options_t *opts, corio_server_t **out);
+/* The same on a Unix socket path. */
+CORIO_API int corio_start_unix_server(const char *path, corio_client_fn on_client, void *arg,
+                                      const corio_server_options_t *opts, corio_server_t **out);
+/* The same on a listening socket the caller made (the server now owns it). */
+CORIO_API int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
+                                 const corio_server_options_t *opts, corio_server_t **out);
+
+/* The bound port (IP servers), or -1. */
+CORIO_API int corio_server_port(const corio_server_t *srv);
+CORIO_API int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t *out);
+
+/* Waits until the server is closed. Returns 0, -ECANCELED (the server goes
+ * on: close it), -ETIMEDOUT. Task only. */
+CORIO_API int corio_server_serve_forever(corio_server_t *srv, int64_t deadline);
+
+/* Stops accepting and closes the listening socket; open connections go on.
+ * Loop thread; idempotent. */
+CORIO_API void corio_server_close(corio_server_t *srv);
+/* Graceful close: waits for the handlers to finish until deadline, then
+ * cancels those left and waits for them. Returns 0, or -ETIMEDOUT when
+ * handlers had to be cancelled. Call after corio_server_close. Task only. */
+CORIO_API int corio_server_wait_closed(corio_server_t *srv, int64_t deadline);
+/* Frees a closed server whose handlers are done (-EBUSY otherwise). */
+CORIO_API int corio_server_free(corio_server_t *srv);
+
+typedef struct corio_server_stats {
+    uint64_t connections;   /* open right now (handlers running) */
+    uint64_t accepted;      /* since start */
+    uint64_t peak;          /* most open at once */
+    uint64_t accept_errors; /* failed accepts (EMFILE and others) */
+} corio_server_stats_t;
+CORIO_API int corio_server_stats(const corio_server_t *srv, corio_server_stats_t *out);
+
+CORIO_END_DECLS
+
+#endif
