@@ -68,6 +68,8 @@ void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s);
 bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr);
 /* Installs the overflow handler (alternate stack per thread). */
 int corio__overflow_handler_install(void);
+/* Frees the alternate stack installed for this thread, if any. */
+void corio__overflow_handler_release(void);
 
 /* ---- waits: the one suspension primitive --------------------------------- */
 
@@ -96,6 +98,9 @@ void corio__wake(corio_waiter_t *w, int result);
 void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, int result);
 /* Non-zero (-ECANCELED/-ETIMEDOUT) when an await would end at once. */
 int corio__interrupt_pending(int64_t deadline);
+/* Re-arms the deadline of t's current wait after t->scope_deadline changed
+ * (a timeout scope rescheduled from another task). */
+void corio__task_deadline_changed(corio_task_t *t);
 
 /* ---- futures -------------------------------------------------------------- */
 
@@ -148,6 +153,12 @@ struct corio_task {
     int cancel_requests;
     int64_t scope_deadline;  /* the innermost timeout scope's deadline */
     bool scope_expired;      /* a wait ended by the scope deadline */
+    /* Timeout scopes (runtime/timeout.c): the innermost one, and a count of
+     * shielded waits during which scope_deadline is parked at CORIO_NEVER. */
+    struct corio_timeout *scope_top;
+    int shielded;
+    int64_t wait_deadline;   /* the per-call deadline of the current wait */
+    bool in_wait;            /* suspended in corio__suspend */
     bool started, finished;
     corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
     char name[40];

@@ -246,12 +246,14 @@ void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h)
     else
         loop->ts_head = h;
     loop->ts_tail = h;
-    pthread_mutex_unlock(&loop->ts_mu);
-    /* One write per batch: the flag is cleared by the loop before it drains. */
+    /* One write per batch: the flag is cleared by the loop before it drains.
+     * Written under the lock: once the loop can see h, its task may finish
+     * and the loop close wake_fd, so this thread must not touch it after. */
     if (!atomic_exchange(&loop->ts_wake_pending, true)) {
         uint64_t one = 1;
         (void)!write(loop->wake_fd, &one, sizeof one);
     }
+    pthread_mutex_unlock(&loop->ts_mu);
 }
 
 int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, void *arg)
@@ -651,6 +653,7 @@ int corio_loop_close(corio_loop_t *loop)
     close(loop->wake_fd);
     pthread_mutex_destroy(&loop->ts_mu);
     corio__stack_pool_destroy(&loop->stacks);
+    corio__overflow_handler_release();
     if (corio__tls_loop == loop)
         corio__tls_loop = NULL;
     return 0;

@@ -120,7 +120,8 @@ bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr)
 
 static struct sigaction old_segv, old_bus;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
-static __thread void *alt_stack;
+static __thread void *alt_stack; /* ours, when the thread had none */
+#define ALT_STACK_SIZE (64 * 1024)
 
 static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
 
@@ -173,7 +174,7 @@ int corio__overflow_handler_install(void)
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
         return 0; /* the application gave this thread one already */
-    size_t size = 64 * 1024;
+    size_t size = ALT_STACK_SIZE;
     void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
         return -ENOMEM;
@@ -184,4 +185,14 @@ int corio__overflow_handler_install(void)
     }
     alt_stack = mem;
     return 0;
+}
+
+void corio__overflow_handler_release(void)
+{
+    if (!alt_stack)
+        return;
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    if (sigaltstack(&ss, NULL) == 0)
+        munmap(alt_stack, ALT_STACK_SIZE);
+    alt_stack = NULL;
 }

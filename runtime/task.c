@@ -234,6 +234,8 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
     t->waiter = w;
     t->interrupt = 0;
     t->scope_expired = false;
+    t->wait_deadline = deadline;
+    t->in_wait = true;
     if (eff != CORIO_NEVER)
         corio_loop_call_at(t->loop, &t->deadline, eff, on_deadline, t);
     int rc = 0, reason = 0;
@@ -255,12 +257,24 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
         corio_handle_cancel(&t->deadline);
     if (reason == -ETIMEDOUT)
         t->scope_expired = t->scope_deadline <= deadline;
+    t->in_wait = false;
     t->waiter = NULL;
     t->interrupt = 0;
     if (!w->woken)
         return rc;
     /* An operation cancelled because of the interrupt reports the reason. */
     return w->result == -ECANCELED && reason ? reason : w->result;
+}
+
+void corio__task_deadline_changed(corio_task_t *t)
+{
+    if (!t->in_wait || !t->waiter || t->waiter->woken || t->interrupt)
+        return;
+    if (corio_handle_pending(&t->deadline))
+        corio_handle_cancel(&t->deadline);
+    int64_t eff = effective_deadline(t, t->wait_deadline);
+    if (eff != CORIO_NEVER)
+        corio_loop_call_at(t->loop, &t->deadline, eff, on_deadline, t);
 }
 
 int corio__wait(corio_waiter_t *w, int64_t deadline)
