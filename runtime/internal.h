@@ -161,6 +161,7 @@ struct corio_task {
     bool in_wait;            /* suspended in corio__suspend */
     bool started, finished;
     corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
+    uint64_t id;             /* for the default name */
     char name[40];
 };
 

@@ -147,7 +147,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
     corio_task_t *t = loop ? loop->current : NULL;
     if (t && corio__stack_guard_hit(&t->coro.stack, si->si_addr)) {
         write_str("corio: stack overflow in task '");
-        write_str(t->name);
+        write_str(corio_task_name(t));
         write_str("'\n");
         signal(SIGABRT, SIG_DFL);
         abort();

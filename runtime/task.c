@@ -111,7 +111,7 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
     if (opts && opts->name)
         snprintf(t->name, sizeof t->name, "%s", opts->name);
     else
-        snprintf(t->name, sizeof t->name, "task-%llu", (unsigned long long)++loop->task_counter);
+        t->id = ++loop->task_counter; /* "task-N" is formatted when asked for */
     t->tnext = loop->tasks;
     if (loop->tasks)
         loop->tasks->tprev = t;
@@ -136,7 +136,28 @@ corio_task_t *corio_future_task(corio_future_t *f)
     return f && f->is_task ? (corio_task_t *)f : NULL;
 }
 
-const char *corio_task_name(const corio_task_t *t) { return t ? t->name : NULL; }
+static void format_default_name(corio_task_t *t)
+{
+    char digits[24];
+    int n = 0;
+    for (uint64_t id = t->id; id; id /= 10)
+        digits[n++] = (char)('0' + id % 10);
+    char *p = t->name;
+    memcpy(p, "task-", 5);
+    p += 5;
+    while (n)
+        *p++ = digits[--n];
+    *p = 0;
+}
+
+const char *corio_task_name(const corio_task_t *t)
+{
+    if (!t)
+        return NULL;
+    if (!t->name[0])
+        format_default_name((corio_task_t *)t); /* async-signal-safe: no stdio */
+    return t->name;
+}
 
 bool corio_task_done(const corio_task_t *t) { return t && corio_future_done(&t->fut); }
 
