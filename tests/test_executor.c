@@ -198,7 +198,7 @@ static void test_shutdown_wait_runs_queued(void)
 /* ---- callbacks --------------------------------------------------------------- */
 
 static pthread_t cb_thread;
-static int cb_order[3], cb_n;
+static int cb_order[8], cb_n;
 
 static void record_cb(corio_future_t *f, void *arg)
 {
@@ -293,9 +293,9 @@ static void test_wait_first_exception_and_timeout(void)
 {
     corio_executor_t *ex = thread_pool(3);
     corio_future_t *fs[3], *done[3], *not_done[3];
-    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(2000), &fs[0]), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(1000), &fs[0]), 0);
     CHECK_EQ(corio_executor_submit(ex, fail_with_eio, corio_value_int(0), &fs[1]), 0);
-    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(2000), &fs[2]), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(1000), &fs[2]), 0);
     size_t nd, nn;
     CHECK_EQ(corio_wait(fs, 3, 10 * CORIO_NS_PER_SEC, CORIO_FIRST_EXCEPTION, done, &nd,
                         not_done, &nn), 0);
@@ -350,7 +350,7 @@ static void test_as_completed_timeout(void)
     corio_executor_t *ex = thread_pool(2);
     corio_future_t *fs[2];
     CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(10), &fs[0]), 0);
-    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(3000), &fs[1]), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(1000), &fs[1]), 0);
     corio_as_completed_t *it;
     CHECK_EQ(corio_as_completed_new(fs, 2, 300 * CORIO_NS_PER_MS, &it), 0);
     corio_future_t *f;
