@@ -82,7 +82,7 @@ CORIO_API int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns);
 /* Asks a running loop to return after the current iteration. */
 CORIO_API int corio_loop_stop(corio_loop_t *loop);
 
-/* The loop's clock, monotonic nanoseconds, cached per iteration. */
+/* The loop's clock: monotonic nanoseconds (the same clock as corio_now). */
 CORIO_API int64_t corio_loop_time(corio_loop_t *loop);
 
 /* Schedules fn(arg) on a later iteration, FIFO. h may be NULL (not
