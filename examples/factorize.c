@@ -224,6 +224,10 @@ int main(int argc, char **argv)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     printf("factorize: %llu odd numbers from %llu by trial division, %ld CPU(s)\n\n",
            (unsigned long long)count, (unsigned long long)FIRST, cpus);
+    double load[1];
+    if (getloadavg(load, 1) == 1 && load[0] > (double)cpus - 0.5)
+        printf("note: load average %.1f: other programs share these CPUs, so the parallel\n"
+               "timings come out worse than on an idle machine.\n\n", load[0]);
     printf("%-10s %7s %9s %8s\n", "mode", "workers", "seconds", "speedup");
 
     span_t all = {FIRST, count};
