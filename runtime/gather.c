@@ -1,0 +1,208 @@
+/* gather, wait_for and shield.
+ *
+ * gather registers one done-callback per future on a record on the caller's
+ * stack; the callbacks count completions and wake the caller. It returns
+ * only after every callback has run, so no callback outlives the record. */
+#include "sync_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- gather ------------------------------------------------------------------ */
+
+typedef struct gather {
+    corio_waiter_t w;
+    corio_future_t *const *fs;
+    size_t n, ndone;
+    int first_error;
+    bool collect;
+} gather_t;
+
+static void gather_cb(corio_future_t *f, void *arg)
+{
+    gather_t *g = arg;
+    g->ndone++;
+    if (!g->collect && !g->first_error) {
+        int code = corio_future_exception(f, NULL);
+        if (code < 0)
+            g->first_error = code;
+    }
+    corio__wake(&g->w, 0);
+}
+
+static bool gather_done(void *arg)
+{
+    gather_t *g = arg;
+    return g->ndone == g->n;
+}
+
+static void gather_cancel_rest(void *arg, int reason)
+{
+    (void)reason;
+    gather_t *g = arg;
+    for (size_t i = 0; i < g->n; i++)
+        if (!corio_future_done(g->fs[i]))
+            corio_future_cancel(g->fs[i]);
+}
+
+int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio_outcome_t *results)
+{
+    if ((n && !futures) || (flags & ~CORIO_GATHER_COLLECT))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!futures[i])
+            return -EINVAL;
+    corio_task_t *t = corio_current_task();
+    if (!t)
+        return -EDEADLK;
+    gather_t g = {.w = {.task = t}, .fs = futures, .n = n,
+                  .collect = (flags & CORIO_GATHER_COLLECT) != 0};
+    for (size_t i = 0; i < n; i++) {
+        int rc = corio_future_add_done_callback(futures[i], gather_cb, &g);
+        if (rc < 0) {
+            while (i--)
+                corio_future_remove_done_callback(futures[i], gather_cb, &g);
+            return rc;
+        }
+    }
+    int interrupted = 0;
+    while (g.ndone < n && !g.first_error) {
+        int rc = corio__wait(&g.w, CORIO_NEVER);
+        if (rc == -ECANCELED || rc == -ETIMEDOUT) {
+            interrupted = rc;
+            break;
+        }
+    }
+    if (g.ndone < n) {
+        /* The first error, or the caller's cancellation or expiry: cancel
+         * what is left and wait until it is done, whatever happens. */
+        gather_cancel_rest(&g, 0);
+        corio__wait_shielded(&g.w, gather_done, gather_cancel_rest, &g);
+    }
+    if (results)
+        for (size_t i = 0; i < n; i++) {
+            results[i].value = (corio_value_t){NULL, 0};
+            results[i].code = corio_future_result(futures[i], &results[i].value);
+        }
+    if (t->cancel_requests)
+        return -ECANCELED;
+    if (interrupted)
+        return interrupted;
+    return g.collect ? 0 : g.first_error;
+}
+
+/* ---- wait_for -------------------------------------------------------------------- */
+
+int corio_wait_for(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
+{
+    if (!f)
+        return -EINVAL;
+    corio_task_t *t = corio_current_task();
+    if (!t)
+        return -EDEADLK;
+    int rc = corio_await_timeout(f, timeout_ns, out);
+    bool interrupted = !corio_future_done(f);
+    if (interrupted && rc != -ETIMEDOUT && rc != -ECANCELED)
+        return rc; /* f cannot be awaited here (another loop's future) */
+    if (interrupted) {
+        /* Our timeout, our cancellation or our scope's expiry: cancel f and
+         * wait until it has really finished, as asyncio.wait_for does. */
+        corio_future_cancel(f);
+        corio__await_shielded(f);
+    }
+    if (t->cancel_requests)
+        return -ECANCELED; /* never swallowed, even when f completed */
+    if (interrupted && corio_future_cancelled(f))
+        return -ETIMEDOUT; /* our own timeout or our scope's expiry */
+    return corio_future_result(f, out);
+}
+
+/* ---- shield ---------------------------------------------------------------------- */
+
+typedef struct shield_hop {
+    corio_future_t *inner, *outer;
+} shield_hop_t;
+
+static void shield_copy(corio_future_t *inner, corio_future_t *outer)
+{
+    if (corio_future_done(outer))
+        return; /* the outer one was cancelled: nothing to mirror */
+    if (corio_future_cancelled(inner)) {
+        corio_future_cancel(outer);
+        return;
+    }
+    const char *msg = NULL;
+    int code = corio_future_exception(inner, &msg);
+    if (code < 0) {
+        corio_future_set_exception(outer, code, msg);
+        return;
+    }
+    corio_value_t v = {NULL, 0};
+    corio_future_result(inner, &v);
+    if (v.len) {
+        void *copy = malloc(v.len);
+        if (!copy) {
+            corio_future_set_exception(outer, -ENOMEM, "shield: copying the result");
+            return;
+        }
+        memcpy(copy, v.ptr, v.len);
+        v.ptr = copy;
+    }
+    corio_future_set_result(outer, v);
+}
+
+static void shield_hop_run(void *arg)
+{
+    shield_hop_t *h = arg;
+    shield_copy(h->inner, h->outer);
+    corio_future_unref(h->inner);
+    corio_future_unref(h->outer);
+    free(h);
+}
+
+static void shield_cb(corio_future_t *inner, void *arg)
+{
+    corio_future_t *outer = arg;
+    if (!corio_future_loop(inner)) {
+        /* A thread-safe future completes in another thread: the outer one
+         * belongs to its loop, so finish the copy there. */
+        shield_hop_t *h = malloc(sizeof *h);
+        if (h) {
+            h->inner = corio_future_ref(inner);
+            h->outer = outer;
+            if (corio_loop_call_soon_threadsafe(corio_future_loop(outer), shield_hop_run, h) == 0)
+                return;
+            corio_future_unref(inner);
+            free(h);
+        }
+        corio_future_unref(outer); /* loop closed or out of memory: drop */
+        return;
+    }
+    shield_copy(inner, outer);
+    corio_future_unref(outer);
+}
+
+int corio_shield(corio_future_t *f, corio_future_t **out)
+{
+    if (!f || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (corio_future_done(f)) {
+        *out = corio_future_ref(f);
+        return 0;
+    }
+    corio_loop_t *loop = corio_future_loop(f);
+    corio_future_t *outer;
+    int rc = corio_future_new(loop ? loop : corio_loop_current(), &outer);
+    if (rc < 0)
+        return rc;
+    corio_future_ref(outer); /* the callback's */
+    rc = corio_future_add_done_callback(f, shield_cb, outer);
+    if (rc < 0) {
+        corio_future_unref(outer);
+        corio_future_unref(outer);
+        return rc;
+    }
+    *out = outer;
+    return 0;
+}
