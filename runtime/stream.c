@@ -12,7 +12,11 @@
 #include "corio/stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -288,7 +292,8 @@ static int wbuf_append(wbuf_t *b, const void *p, size_t n)
             b->cap = cap;
         }
     }
-    memcpy(b->p + b->end, p, n);
+    if (p)
+        memcpy(b->p + b->end, p, n);
     b->end += n;
     return 0;
 }
@@ -332,6 +337,122 @@ int corio_stream_write_eof(corio_stream_t *s)
     s->eof_wanted = true;
     start_send(s);
     return 0;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+int corio_open_beneath(int dirfd, const char *path, int flags, int64_t deadline)
+{
+    if (!path)
+        return -EINVAL;
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED};
+    /* A lookup answered from the dentry cache never waits for a disk. */
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0)
+        return (int)fd;
+    if (errno != EAGAIN)
+        return -errno;
+    corio_loop_t *loop = corio__tls_loop;
+    if (!loop || !loop->current)
+        return -EDEADLK;
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    if (!sqe)
+        return err;
+    how.resolve &= ~(uint64_t)RESOLVE_CACHED;
+    io_uring_prep_openat2(sqe, dirfd, path, &how);
+    int rc = corio__io_await(loop, sqe, deadline, NULL);
+    if (rc >= 0 && corio__interrupt_pending(CORIO_NEVER)) {
+        /* Opened, but the task was interrupted meanwhile: undo. */
+        int why = corio__interrupt_pending(CORIO_NEVER);
+        close(rc);
+        return why;
+    }
+    return rc;
+}
+
+static ssize_t read_ring(corio_stream_t *s, int fd, void *buf, size_t n, off_t off,
+                         int64_t deadline)
+{
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(s->loop, &err);
+    if (!sqe)
+        return err;
+    io_uring_prep_read(sqe, fd, buf, (unsigned)n, (uint64_t)off);
+    return corio__io_await(s->loop, sqe, deadline, NULL);
+}
+
+ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t count,
+                              int64_t deadline)
+{
+    if (!s || fd < 0 || offset < 0)
+        return -EINVAL;
+    if (!corio_current_task())
+        return -EDEADLK;
+    if (s->werr)
+        return s->werr;
+    if (s->closing || s->eof_wanted)
+        return -EPIPE;
+    size_t done = 0;
+    char *tmp = NULL;
+    ssize_t rc = 0;
+    while (done < count) {
+        size_t n = count - done < 65536 ? count - done : 65536;
+        /* Page-cached data is read straight into the pending buffer. */
+        int r = wbuf_append(&s->pend, NULL, n);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        s->pend.end -= n;
+        struct iovec iov = {s->pend.p + s->pend.end, n};
+        ssize_t got = preadv2(fd, &iov, 1, offset + (off_t)done, RWF_NOWAIT);
+        if (got < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
+            /* Not cached: the ring reads into a buffer of our own, since
+             * the pending buffer may move while this task waits. */
+            if (!tmp && !(tmp = malloc(65536))) {
+                rc = -ENOMEM;
+                break;
+            }
+            got = read_ring(s, fd, tmp, n, offset + (off_t)done, deadline);
+            if (got > 0) {
+                r = wbuf_append(&s->pend, tmp, (size_t)got);
+                if (r < 0) {
+                    rc = r;
+                    break;
+                }
+            }
+        } else if (got < 0) {
+            got = -errno;
+        } else {
+            s->pend.end += (size_t)got;
+        }
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        if (got == 0) {
+            rc = CORIO_EINCOMPLETE;
+            break;
+        }
+        done += (size_t)got;
+        start_send(s);
+        if (s->werr) {
+            rc = s->werr;
+            break;
+        }
+        if (done < count) {
+            rc = corio_stream_drain(s, deadline);
+            if (rc < 0)
+                break;
+        }
+    }
+    free(tmp);
+    if (rc < 0)
+        return rc;
+    rc = corio_stream_drain(s, deadline);
+    return rc < 0 ? rc : (ssize_t)count;
 }
 
 /* ---- reading ------------------------------------------------------------------ */

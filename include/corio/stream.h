@@ -94,6 +94,22 @@ CORIO_API size_t corio_stream_write_buffered(const corio_stream_t *s);
 /* Sends end-of-stream (shutdown SHUT_WR) once the buffered bytes are sent. */
 CORIO_API int corio_stream_write_eof(corio_stream_t *s);
 
+/* Sends count bytes of the file fd from offset, after what is buffered, and
+ * waits as drain does. Page-cached data is read without waiting; the rest
+ * is read through the ring. Returns count, CORIO_EINCOMPLETE when the file
+ * is shorter, a read error, or the send error. Task only. */
+CORIO_API ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t count,
+                                        int64_t deadline);
+
+/* Opens path below the directory dirfd and never outside it: openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, so `..`, absolute paths and
+ * symbolic links that leave the directory fail with -EXDEV (a kernel
+ * guarantee, not a string check). flags as for open(2); O_CLOEXEC is
+ * added. A lookup the dentry cache can answer is made at once
+ * (RESOLVE_CACHED); others go through the ring. Returns the fd or -errno.
+ * Task only. */
+CORIO_API int corio_open_beneath(int dirfd, const char *path, int flags, int64_t deadline);
+
 /* ---- closing ---------------------------------------------------------------- */
 
 /* Starts closing: buffered bytes are still sent, then the socket is closed.
