@@ -27,7 +27,10 @@ corio__switch:
     popq %r12
     popq %rbx
     popq %rbp
-    ret
+    /* Jump rather than return: the return address belongs to the other
+     * stack, so a ret would always miss the return stack buffer. */
+    popq %rcx
+    jmp *%rcx
     .cfi_endproc
     .size corio__switch, .-corio__switch
 
