@@ -165,7 +165,8 @@ static int gai_work(const corio_value_t *arg, corio_value_t *result)
     return 0;
 }
 
-int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t **out)
+static int resolve(const char *host, int port, int socktype, corio_sockaddr_t **out,
+                   int64_t deadline)
 {
     if (!out || port < 0 || port > 65535)
         return -EINVAL;
@@ -196,7 +197,13 @@ int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t
     if (rc < 0)
         return rc;
     corio_value_t v = {NULL, 0};
-    rc = corio_await(f, NULL);
+    int64_t timeout = -1;
+    if (deadline != CORIO_NEVER) {
+        timeout = deadline - corio_now();
+        if (timeout < 0)
+            timeout = 0;
+    }
+    rc = corio_await_timeout(f, timeout, NULL);
     if (rc == 0 && corio_future_take_result(f, &v) == 0) {
         *out = v.ptr;
         rc = (int)(v.len / sizeof(corio_sockaddr_t));
@@ -205,6 +212,11 @@ int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t
     }
     corio_future_unref(f);
     return rc;
+}
+
+int corio_getaddrinfo(const char *host, int port, int socktype, corio_sockaddr_t **out)
+{
+    return resolve(host, port, socktype, out, CORIO_NEVER);
 }
 
 /* ---- creating sockets ----------------------------------------------------- */
@@ -346,7 +358,7 @@ int corio_connect(int fd, const corio_sockaddr_t *addr, int64_t deadline)
 int corio_tcp_connect(const char *host, int port, int64_t deadline)
 {
     corio_sockaddr_t *addrs = NULL;
-    int n = corio_getaddrinfo(host, port, SOCK_STREAM, &addrs);
+    int n = resolve(host, port, SOCK_STREAM, &addrs, deadline);
     if (n < 0)
         return n;
     int rc = -EADDRNOTAVAIL;

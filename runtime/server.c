@@ -115,6 +115,8 @@ static intptr_t accept_main(void *arg)
             break;
         if (fd < 0) {
             srv->stats.accept_errors++;
+            if (srv->closing)
+                break;
             if (fd == -ECONNABORTED || fd == -EINTR || fd == -EAGAIN || fd == -EPROTO)
                 continue;
             /* Out of descriptors (or memory): the pending connection stays
@@ -256,6 +258,14 @@ void corio_server_close(corio_server_t *srv)
     srv->closing = true;
     if (!corio_task_done(srv->acceptor))
         corio_task_cancel(srv->acceptor);
+    /* Stop listening now, as asyncio does: shutdown ends the accept in
+     * flight at once; the file itself stays referenced by that operation
+     * until its completion. */
+    if (srv->fd >= 0) {
+        shutdown(srv->fd, SHUT_RDWR);
+        close(srv->fd);
+        srv->fd = -1;
+    }
     if (!corio_future_done(srv->closed_fut))
         corio_future_set_result(srv->closed_fut, corio_value_int(0));
 }

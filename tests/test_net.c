@@ -1,0 +1,433 @@
+/* Sockets: addresses and errors, TCP over IPv4 and IPv6, Unix sockets, UDP,
+ * partial reads and writes, a peer reset, cancellation in the middle of a
+ * read, deadlines, and EMFILE on accept. */
+#include "harness.h"
+#include "internal.h"
+#include "corio/net.h"
+#include "corio/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define MS CORIO_NS_PER_MS
+#define SOON(ms) (corio_now() + (ms) * MS)
+
+static void run(corio_task_fn fn)
+{
+    signal(SIGPIPE, SIG_IGN);
+    intptr_t rc = corio_run(fn, NULL);
+    if (rc != 0)
+        fprintf(stderr, "main returned %ld (%s)\n", (long)rc, corio_strerror((int)rc));
+    CHECK_EQ(rc, 0);
+}
+
+/* A connected TCP pair on 127.0.0.1 (or ::1). */
+static void tcp_pair(const char *host, int *a, int *b)
+{
+    corio_sockaddr_t bound;
+    int l = corio_tcp_listen(host, 0, 8, &bound);
+    CHECK(l >= 0);
+    CHECK(corio_sockaddr_port(&bound) > 0);
+    int c = corio_socket(bound.u.sa.sa_family, SOCK_STREAM, 0);
+    CHECK(c >= 0);
+    CHECK_EQ(corio_connect(c, &bound, SOON(2000)), 0);
+    int s = corio_accept(l, NULL, SOON(2000));
+    CHECK(s >= 0);
+    close(l);
+    *a = c;
+    *b = s;
+}
+
+static intptr_t echo_once(corio_stream_t *s, void *arg)
+{
+    (void)arg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = corio_stream_read(s, buf, sizeof buf, CORIO_NEVER)) > 0) {
+        corio_stream_write(s, buf, (size_t)n);
+        if (corio_stream_drain(s, CORIO_NEVER) < 0)
+            break;
+    }
+    return 0;
+}
+
+/* ---- addresses and errors ------------------------------------------------- */
+
+static intptr_t addresses_main(void *arg)
+{
+    (void)arg;
+    corio_sockaddr_t a;
+    char buf[128];
+    CHECK_EQ(corio_sockaddr_ip(&a, "127.0.0.1", 80), 0);
+    CHECK(strcmp(corio_sockaddr_str(&a, buf, sizeof buf), "127.0.0.1:80") == 0);
+    CHECK_EQ(corio_sockaddr_ip(&a, "[::1]", 443), 0);
+    CHECK(strcmp(corio_sockaddr_str(&a, buf, sizeof buf), "[::1]:443") == 0);
+    CHECK_EQ(corio_sockaddr_port(&a), 443);
+    CHECK_EQ(corio_sockaddr_ip(&a, "300.1.1.1", 80), -EINVAL);
+    CHECK_EQ(corio_sockaddr_ip(&a, "not an address", 80), -EINVAL);
+    CHECK_EQ(corio_sockaddr_ip(&a, "127.0.0.1", 65536), -EINVAL);
+    CHECK_EQ(corio_sockaddr_ip(&a, "127.0.0.1", -1), -EINVAL);
+    char longpath[200];
+    memset(longpath, 'x', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = 0;
+    CHECK_EQ(corio_sockaddr_unix(&a, longpath), -ENAMETOOLONG);
+
+    /* Listening: bad host and port, port 0 reports the port, in use. */
+    CHECK_EQ(corio_tcp_listen("localhost", 0, 0, NULL), -EINVAL); /* numeric only */
+    CHECK_EQ(corio_tcp_listen("127.0.0.1", 70000, 0, NULL), -EINVAL);
+    CHECK_EQ(corio_tcp_listen("192.0.2.1", 0, 0, NULL), -EADDRNOTAVAIL);
+    corio_sockaddr_t bound;
+    int l = corio_tcp_listen("127.0.0.1", 0, 0, &bound);
+    CHECK(l >= 0);
+    int port = corio_sockaddr_port(&bound);
+    CHECK(port > 0);
+    CHECK_EQ(corio_tcp_listen("127.0.0.1", port, 0, NULL), -EADDRINUSE);
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", port, echo_once, NULL, NULL, &srv),
+             -EADDRINUSE);
+    CHECK_EQ(corio_start_server("no.such.host", 0, echo_once, NULL, NULL, &srv),
+             -EINVAL);
+    close(l);
+
+    /* Connecting: a refused port, a bad port, an unknown host. */
+    int fd = corio_tcp_connect("127.0.0.1", port, SOON(2000));
+    CHECK_EQ(fd, -ECONNREFUSED);
+    CHECK_EQ(corio_tcp_connect("127.0.0.1", 65536, SOON(2000)), -EINVAL);
+    int rc = corio_tcp_connect("no-such-host.invalid", 80, SOON(5000));
+    CHECK(rc == -EADDRNOTAVAIL || rc == -EAGAIN || rc == -ETIMEDOUT);
+    corio_stream_t *s;
+    rc = corio_open_connection("127.0.0.1", port, NULL, SOON(2000), &s);
+    CHECK_EQ(rc, -ECONNREFUSED);
+    CHECK(s == NULL);
+    /* Outside a task the awaitable calls refuse. */
+    return 0;
+}
+
+static void addresses_and_errors(void)
+{
+    run(addresses_main);
+    char buf[16];
+    CHECK_EQ(corio_recv(0, buf, sizeof buf, 0, CORIO_NEVER), -EDEADLK);
+}
+
+/* ---- name resolution on the thread pool -------------------------------------- */
+
+static intptr_t resolve_main(void *arg)
+{
+    (void)arg;
+    corio_sockaddr_t *addrs = NULL;
+    int n = corio_getaddrinfo("localhost", 80, SOCK_STREAM, &addrs);
+    CHECK(n >= 1);
+    bool v4 = false;
+    for (int i = 0; i < n; i++)
+        if (addrs[i].u.sa.sa_family == AF_INET)
+            v4 = corio_sockaddr_port(&addrs[i]) == 80;
+    CHECK(v4);
+    free(addrs);
+
+    /* open_connection with a name: tries each address until one accepts. */
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, echo_once, NULL, NULL, &srv), 0);
+    corio_stream_t *s;
+    CHECK_EQ(corio_open_connection("localhost", corio_server_port(srv), NULL, SOON(5000), &s), 0);
+    CHECK_EQ(corio_stream_write(s, "ping\n", 5), 0);
+    const char *line;
+    size_t len;
+    CHECK_EQ(corio_stream_readline(s, &line, &len, SOON(5000)), 0);
+    CHECK_EQ(len, 5);
+    CHECK(memcmp(line, "ping\n", 5) == 0);
+    corio_stream_free(s);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    return 0;
+}
+
+static void resolve_without_blocking(void) { run(resolve_main); }
+
+/* ---- TCP, partial reads and writes -------------------------------------------- */
+
+#define BIG (4u << 20)
+
+static int g_fd;
+static size_t g_sent;
+
+static intptr_t big_sender(void *arg)
+{
+    const unsigned char *p = arg;
+    ssize_t n = corio_send(g_fd, p, BIG, SOON(20000), &g_sent);
+    CHECK_EQ(n, (ssize_t)BIG);
+    CHECK_EQ(g_sent, BIG);
+    CHECK_EQ(corio_shutdown(g_fd, SHUT_WR), 0);
+    return 0;
+}
+
+static intptr_t tcp_main_host(const char *host)
+{
+    int a, b;
+    tcp_pair(host, &a, &b);
+    unsigned char *src = malloc(BIG), *dst = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        src[i] = (unsigned char)(i * 7 + (i >> 13));
+    /* A send larger than every socket buffer completes in full while the
+     * reader takes it in small, partial pieces. */
+    g_fd = a;
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, big_sender, src, NULL), 0);
+    size_t got = 0, reads = 0;
+    for (;;) {
+        size_t want = 1 + (reads * 977) % 8191;
+        if (want > BIG - got)
+            want = BIG - got;
+        ssize_t n = corio_recv(b, dst + got, want ? want : 1, 0, SOON(20000));
+        CHECK(n >= 0);
+        if (n == 0)
+            break;
+        CHECK((size_t)n <= want);
+        got += (size_t)n;
+        reads++;
+    }
+    CHECK_EQ(got, BIG);
+    CHECK(memcmp(src, dst, BIG) == 0);
+    CHECK(reads > 100);
+    CHECK_EQ(corio_task_await(t, NULL), 0);
+    corio_task_release(t);
+    free(src);
+    free(dst);
+    CHECK_EQ(corio_close(a), 0);
+    CHECK_EQ(corio_close(b), 0);
+    corio_loop_stats_t st;
+    corio_loop_stats(corio_loop_current(), &st);
+    CHECK_EQ(st.ops_in_flight, 1); /* the loop's own wake-up read */
+    return 0;
+}
+
+static intptr_t tcp4_main(void *arg)
+{
+    (void)arg;
+    return tcp_main_host("127.0.0.1");
+}
+
+static intptr_t tcp6_main(void *arg)
+{
+    (void)arg;
+    return tcp_main_host("::1");
+}
+
+static void tcp_ipv4_partial(void) { run(tcp4_main); }
+
+static void tcp_ipv6_partial(void)
+{
+    int fd = corio_tcp_listen("::1", 0, 1, NULL);
+    if (fd < 0) {
+        fprintf(stderr, "# no IPv6 loopback: %s\n", strerror(-fd));
+        exit(77);
+    }
+    close(fd);
+    run(tcp6_main);
+}
+
+/* ---- Unix stream sockets and UDP ------------------------------------------------- */
+
+static char g_path[108];
+
+static intptr_t unix_main(void *arg)
+{
+    (void)arg;
+    snprintf(g_path, sizeof g_path, "/tmp/corio-test-%d.sock", getpid());
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_unix_server(g_path, echo_once, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_server_port(srv), -1);
+    corio_stream_t *s;
+    CHECK_EQ(corio_open_unix_connection(g_path, NULL, SOON(2000), &s), 0);
+    static char msg[100000];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (char)('a' + i % 26);
+    CHECK_EQ(corio_stream_write(s, msg, sizeof msg), 0);
+    CHECK_EQ(corio_stream_write_eof(s), 0);
+    static char back[sizeof msg];
+    size_t partial = 0;
+    CHECK_EQ(corio_stream_readexactly(s, back, sizeof back, &partial, SOON(5000)),
+             (ssize_t)sizeof back);
+    CHECK(memcmp(back, msg, sizeof msg) == 0);
+    CHECK_EQ(corio_stream_read(s, back, 1, SOON(5000)), 0);
+    CHECK(corio_stream_at_eof(s));
+    corio_stream_free(s);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    unlink(g_path);
+    return 0;
+}
+
+static void unix_stream(void) { run(unix_main); }
+
+static intptr_t udp_main(void *arg)
+{
+    (void)arg;
+    corio_sockaddr_t sa, ca, from;
+    int s = corio_udp_bind("127.0.0.1", 0, &sa);
+    int c = corio_udp_bind("127.0.0.1", 0, &ca);
+    CHECK(s >= 0 && c >= 0);
+    CHECK_EQ(corio_sendto(c, "hello", 5, 0, &sa, SOON(1000)), 5);
+    char buf[64];
+    CHECK_EQ(corio_recvfrom(s, buf, sizeof buf, 0, &from, SOON(1000)), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_EQ(corio_sockaddr_port(&from), corio_sockaddr_port(&ca));
+    CHECK_EQ(corio_sendto(s, "world!", 6, 0, &from, SOON(1000)), 6);
+    CHECK_EQ(corio_recvfrom(c, buf, sizeof buf, 0, NULL, SOON(1000)), 6);
+    CHECK(memcmp(buf, "world!", 6) == 0);
+    /* Nothing more arrives: the deadline ends the wait. */
+    CHECK_EQ(corio_recvfrom(c, buf, sizeof buf, 0, NULL, SOON(50)), -ETIMEDOUT);
+    corio_close(s);
+    corio_close(c);
+    return 0;
+}
+
+static void udp_datagrams(void) { run(udp_main); }
+
+/* ---- cancellation, deadlines, resets ------------------------------------------------ */
+
+static char g_buf[64];
+
+static intptr_t blocked_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    memset(g_buf, 0, sizeof g_buf);
+    return corio_recv(fd, g_buf, sizeof g_buf, 0, CORIO_NEVER);
+}
+
+static intptr_t cancel_main(void *arg)
+{
+    (void)arg;
+    int a, b;
+    tcp_pair("127.0.0.1", &a, &b);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, blocked_reader, (void *)(intptr_t)b, NULL), 0);
+    CHECK_EQ(corio_sleep(20 * MS), 0);
+    corio_loop_stats_t st;
+    corio_loop_stats(corio_loop_current(), &st);
+    CHECK_EQ(st.ops_in_flight, 2); /* the wake-up read and the blocked receive */
+    CHECK_EQ(corio_task_cancel(t), 0);
+    CHECK_EQ(corio_task_await(t, NULL), -ECANCELED);
+    corio_task_release(t);
+    corio_loop_stats(corio_loop_current(), &st);
+    CHECK_EQ(st.ops_in_flight, 1); /* the kernel's receive is gone */
+    /* The cancelled receive took nothing: the next one gets every byte. */
+    CHECK_EQ(corio_send(a, "after", 5, SOON(1000), NULL), 5);
+    char buf[16];
+    CHECK_EQ(corio_recv(b, buf, sizeof buf, 0, SOON(1000)), 5);
+    CHECK(memcmp(buf, "after", 5) == 0);
+    CHECK(g_buf[0] == 0);
+
+    /* Deadlines on receive and accept. */
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_recv(b, buf, sizeof buf, 0, SOON(50)), -ETIMEDOUT);
+    CHECK(corio_now() - t0 >= 45 * MS);
+    int l = corio_tcp_listen("127.0.0.1", 0, 1, NULL);
+    CHECK_EQ(corio_accept(l, NULL, SOON(30)), -ETIMEDOUT);
+    CHECK_EQ(corio_recv(b, buf, sizeof buf, 0, corio_now() - 1), -ETIMEDOUT); /* past */
+    close(l);
+    corio_loop_stats(corio_loop_current(), &st);
+    CHECK_EQ(st.ops_in_flight, 1);
+
+    /* A peer reset: linger 0 makes close send RST. */
+    struct linger lg = {1, 0};
+    CHECK_EQ(setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(a);
+    CHECK_EQ(corio_recv(b, buf, sizeof buf, 0, SOON(1000)), -ECONNRESET);
+    ssize_t rc = corio_send(b, "x", 1, SOON(1000), NULL);
+    CHECK(rc == -EPIPE || rc == -ECONNRESET);
+    close(b);
+    return 0;
+}
+
+static void cancel_deadline_reset(void) { run(cancel_main); }
+
+/* ---- EMFILE on accept: logged, backs off, keeps serving ------------------------------ */
+
+static int g_reports;
+
+static void count_reports(corio_loop_t *loop, const corio_error_context_t *ctx, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    if (ctx->code == -EMFILE)
+        g_reports++;
+}
+
+static intptr_t hold(corio_stream_t *s, void *arg)
+{
+    (void)arg;
+    char c;
+    corio_stream_read(s, &c, 1, CORIO_NEVER);
+    return 0;
+}
+
+static intptr_t emfile_main(void *arg)
+{
+    (void)arg;
+    corio_loop_set_error_handler(corio_loop_current(), count_reports, NULL);
+    /* Fill the descriptor table: the clients connect, the server cannot
+     * accept them. The limit is lowered before the server starts, since an
+     * accept already waiting in the kernel took its limit when submitted. */
+    int spare[64], nspare = 0, clients[4];
+    for (int i = 0; i < 4; i++) {
+        clients[i] = corio_socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(clients[i] >= 0);
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    int top = dup(clients[0]);
+    close(top);
+    struct rlimit low = {(rlim_t)top + 8, rl.rlim_max};
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    corio_server_t *srv;
+    corio_server_options_t opts = {.emfile_backoff_ns = 50 * MS};
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, hold, NULL, &opts, &srv), 0);
+    corio_sockaddr_t addr;
+    CHECK_EQ(corio_server_sockname(srv, &addr), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the acceptor is waiting */
+    int fd;
+    while (nspare < 64 && (fd = dup(clients[0])) >= 0)
+        spare[nspare++] = fd;
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(corio_connect(clients[i], &addr, SOON(1000)), 0);
+    corio_loop_stats_t st0, st1;
+    corio_loop_stats(corio_loop_current(), &st0);
+    CHECK_EQ(corio_sleep(300 * MS), 0);
+    corio_loop_stats(corio_loop_current(), &st1);
+    corio_server_stats_t ss;
+    corio_server_stats(srv, &ss);
+    CHECK_EQ(ss.accepted, 0);
+    CHECK(ss.accept_errors >= 1);
+    CHECK(g_reports == 1); /* once per episode, not once per retry */
+    /* No busy loop: a pause of 50 ms between tries, so few turns. */
+    CHECK(st1.turns - st0.turns < 40);
+    /* Descriptors come back: the server catches up. */
+    while (nspare)
+        close(spare[--nspare]);
+    for (int i = 0; i < 100 && ss.accepted < 4; i++) {
+        corio_sleep(10 * MS);
+        corio_server_stats(srv, &ss);
+    }
+    CHECK_EQ(ss.accepted, 4);
+    CHECK_EQ(ss.connections, 4);
+    for (int i = 0; i < 4; i++)
+        close(clients[i]);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    setrlimit(RLIMIT_NOFILE, &rl);
+    return 0;
+}
+
+static void emfile_backoff(void) { run(emfile_main); }
+
+TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_without_blocking), CASE_T(tcp_ipv4_partial, 60),
+          CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
+          CASE(cancel_deadline_reset), CASE(emfile_backoff))

@@ -1,0 +1,358 @@
+/* Streams: read, readexactly and its partial count, readline/readuntil and
+ * their limit, at_eof, drain's flow control, write_eof, close and
+ * wait_closed, cancellation in the middle of a read, and servers' graceful
+ * close. */
+#include "harness.h"
+#include "corio.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MS CORIO_NS_PER_MS
+#define SOON(ms) (corio_now() + (ms) * MS)
+
+static void run(corio_task_fn fn)
+{
+    signal(SIGPIPE, SIG_IGN);
+    intptr_t rc = corio_run(fn, NULL);
+    if (rc != 0)
+        fprintf(stderr, "main returned %ld (%s)\n", (long)rc, corio_strerror((int)rc));
+    CHECK_EQ(rc, 0);
+}
+
+/* A stream over one end of a TCP pair; *peer is the raw other end. */
+static corio_stream_t *stream_pair(int *peer, const corio_stream_options_t *opts)
+{
+    corio_sockaddr_t bound;
+    int l = corio_tcp_listen("127.0.0.1", 0, 4, &bound);
+    CHECK(l >= 0);
+    int c = corio_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_EQ(corio_connect(c, &bound, SOON(1000)), 0);
+    int s = corio_accept(l, NULL, SOON(1000));
+    CHECK(s >= 0);
+    close(l);
+    corio_stream_t *st;
+    CHECK_EQ(corio_stream_new(c, opts, &st), 0);
+    *peer = s;
+    return st;
+}
+
+static void peer_send(int fd, const char *s)
+{
+    CHECK_EQ(corio_send(fd, s, strlen(s), SOON(1000), NULL), (ssize_t)strlen(s));
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static intptr_t reading_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    corio_stream_options_t opts = {.limit = 16};
+    corio_stream_t *s = stream_pair(&peer, &opts);
+    const char *data;
+    size_t len;
+
+    peer_send(peer, "line one\nline two\nAB");
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), 0);
+    CHECK(len == 9 && memcmp(data, "line one\n", 9) == 0);
+    CHECK_EQ(corio_stream_readuntil(s, "two\n", 4, &data, &len, SOON(1000)), 0);
+    CHECK(len == 9 && memcmp(data, "line two\n", 9) == 0);
+    char buf[64];
+    CHECK_EQ(corio_stream_read(s, buf, 1, SOON(1000)), 1); /* from the buffer */
+    CHECK(buf[0] == 'A');
+    CHECK_EQ(corio_stream_read(s, buf, sizeof buf, SOON(1000)), 1);
+    CHECK(buf[0] == 'B');
+
+    /* No separator within the limit: an error, and the data stays. */
+    peer_send(peer, "0123456789abcdefghijXYZ\r\n");
+    CHECK_EQ(corio_stream_readuntil(s, "\r\n", 2, &data, &len, SOON(1000)),
+             CORIO_ELIMITOVERRUN);
+    CHECK(len >= 17 && memcmp(data, "0123456789abcdefg", 17) == 0);
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), CORIO_ELIMITOVERRUN);
+    size_t partial = 0;
+    CHECK_EQ(corio_stream_readexactly(s, buf, 25, &partial, SOON(1000)), 25);
+    CHECK(memcmp(buf, "0123456789abcdefghijXYZ\r\n", 25) == 0);
+
+    /* A separator split across receives is found. */
+    peer_send(peer, "ab\r");
+    corio_sleep(10 * MS);
+    peer_send(peer, "\ncd");
+    CHECK_EQ(corio_stream_readuntil(s, "\r\n", 2, &data, &len, SOON(1000)), 0);
+    CHECK(len == 4 && memcmp(data, "ab\r\n", 4) == 0);
+
+    /* readexactly across the end: CORIO_EINCOMPLETE with the partial count. */
+    peer_send(peer, "efg");
+    CHECK_EQ(corio_shutdown(peer, SHUT_WR), 0);
+    CHECK(!corio_stream_at_eof(s));
+    CHECK_EQ(corio_stream_readexactly(s, buf, 10, &partial, SOON(1000)), CORIO_EINCOMPLETE);
+    CHECK_EQ(partial, 5);
+    CHECK(memcmp(buf, "cdefg", 5) == 0);
+    CHECK(corio_stream_at_eof(s));
+    CHECK_EQ(corio_stream_read(s, buf, sizeof buf, SOON(1000)), 0);
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), 0);
+    CHECK_EQ(len, 0);
+    CHECK_EQ(corio_stream_readuntil(s, "x", 1, &data, &len, SOON(1000)), CORIO_EINCOMPLETE);
+    corio_stream_free(s);
+    close(peer);
+
+    /* readline at the end gives the partial line; readuntil an error. */
+    s = stream_pair(&peer, NULL);
+    peer_send(peer, "tail");
+    corio_shutdown(peer, SHUT_WR);
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), 0);
+    CHECK(len == 4 && memcmp(data, "tail", 4) == 0);
+    corio_stream_free(s);
+    close(peer);
+
+    s = stream_pair(&peer, NULL);
+    peer_send(peer, "part");
+    corio_shutdown(peer, SHUT_WR);
+    CHECK_EQ(corio_stream_readuntil(s, "\n", 1, &data, &len, SOON(1000)), CORIO_EINCOMPLETE);
+    CHECK(len == 4 && memcmp(data, "part", 4) == 0);
+    corio_stream_free(s);
+    close(peer);
+    return 0;
+}
+
+static void reading(void) { run(reading_main); }
+
+/* ---- cancellation and deadlines in reads ------------------------------------------ */
+
+static corio_stream_t *g_s;
+
+static intptr_t exact_reader(void *arg)
+{
+    char *buf = arg;
+    size_t partial = 0;
+    ssize_t rc = corio_stream_readexactly(g_s, buf, 100, &partial, CORIO_NEVER);
+    return rc < 0 ? rc : (intptr_t)partial;
+}
+
+static intptr_t cancel_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    g_s = stream_pair(&peer, NULL);
+    char buf[100];
+    const char *data;
+    size_t len;
+    /* A deadline in the middle of readline: nothing consumed. */
+    peer_send(peer, "no newline yet");
+    CHECK_EQ(corio_stream_readline(g_s, &data, &len, SOON(50)), -ETIMEDOUT);
+    CHECK_EQ(corio_stream_read_buffered(g_s), 14);
+    /* Another task reading at the same time is refused. */
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, exact_reader, buf, NULL), 0);
+    CHECK_EQ(corio_sleep(20 * MS), 0);
+    CHECK_EQ(corio_stream_read(g_s, buf, 1, SOON(10)), -EBUSY);
+    /* Cancelled in the middle of readexactly. */
+    CHECK_EQ(corio_task_cancel(t), 0);
+    CHECK_EQ(corio_task_await(t, NULL), -ECANCELED);
+    corio_task_release(t);
+    /* The stream is still usable after the cancelled read. */
+    peer_send(peer, "\n");
+    ssize_t n = corio_stream_readline(g_s, &data, &len, SOON(1000));
+    (void)n;
+    /* The cancelled readexactly consumed what it had copied (14 bytes from
+     * the buffer); the newline is what is left. */
+    CHECK_EQ(len, 1);
+    corio_stream_free(g_s);
+    close(peer);
+    return 0;
+}
+
+static void cancel_mid_read(void) { run(cancel_main); }
+
+/* ---- writing: flow control, write_eof, close ----------------------------------------- */
+
+static intptr_t writing_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    corio_stream_options_t opts = {.high_water = 256 * 1024, .low_water = 64 * 1024};
+    corio_stream_t *s = stream_pair(&peer, &opts);
+    static char chunk[65536];
+    memset(chunk, 'z', sizeof chunk);
+    /* The peer does not read: writes pile up above the high-water mark
+     * and drain waits (here until its deadline). */
+    size_t written = 0;
+    int rc = 0;
+    for (int i = 0; i < 400 && rc == 0; i++) {
+        CHECK_EQ(corio_stream_write(s, chunk, sizeof chunk), 0);
+        written += sizeof chunk;
+        rc = corio_stream_drain(s, SOON(100));
+    }
+    CHECK_EQ(rc, -ETIMEDOUT);
+    CHECK(corio_stream_write_buffered(s) > opts.high_water);
+    /* The peer reads: drain returns once the buffer is low. */
+    size_t got = 0;
+    static char buf[1 << 20];
+    while (corio_stream_write_buffered(s) > opts.low_water) {
+        ssize_t n = corio_recv(peer, buf, sizeof buf, 0, SOON(1000));
+        CHECK(n > 0);
+        got += (size_t)n;
+    }
+    CHECK_EQ(corio_stream_drain(s, SOON(1000)), 0);
+    /* write_eof after the buffered bytes, then the peer sees the end. */
+    CHECK_EQ(corio_stream_write(s, "END", 3), 0);
+    written += 3;
+    CHECK_EQ(corio_stream_write_eof(s), 0);
+    CHECK_EQ(corio_stream_write(s, "x", 1), -EPIPE);
+    for (;;) {
+        ssize_t n = corio_recv(peer, buf, sizeof buf, 0, SOON(2000));
+        CHECK(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        if (n >= 3 && memcmp(buf + n - 3, "END", 3) == 0)
+            CHECK_EQ(got, written);
+    }
+    CHECK_EQ(got, written);
+    /* The stream still reads after write_eof. */
+    peer_send(peer, "reply");
+    CHECK_EQ(corio_stream_read(s, buf, 5, SOON(1000)), 5);
+    /* close flushes, then wait_closed returns. */
+    corio_stream_close(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), 0);
+    CHECK_EQ(corio_stream_write(s, "x", 1), -EPIPE);
+    corio_stream_free(s);
+    close(peer);
+
+    /* A write to a reset peer fails on a later write or drain. */
+    s = stream_pair(&peer, NULL);
+    struct linger lg = {1, 0};
+    setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(peer);
+    rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        rc = corio_stream_write(s, chunk, sizeof chunk);
+        if (rc == 0)
+            rc = corio_stream_drain(s, SOON(1000));
+        if (rc == 0)
+            corio_sleep(MS);
+    }
+    CHECK(rc == -ECONNRESET || rc == -EPIPE);
+    corio_stream_free(s);
+
+    /* close with data still buffered: it is sent before the socket closes. */
+    s = stream_pair(&peer, NULL);
+    for (int i = 0; i < 64; i++)
+        CHECK_EQ(corio_stream_write(s, chunk, sizeof chunk), 0);
+    corio_stream_free(s); /* the rest is sent in the background */
+    got = 0;
+    for (;;) {
+        ssize_t n = corio_recv(peer, buf, sizeof buf, 0, SOON(2000));
+        CHECK(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    CHECK_EQ(got, 64 * sizeof chunk);
+    close(peer);
+    return 0;
+}
+
+static void writing_flow_control(void) { run(writing_main); }
+
+/* ---- servers: a task per connection, graceful close ------------------------------------ */
+
+static int g_finished;
+
+static intptr_t slow_handler(corio_stream_t *s, void *arg)
+{
+    (void)arg;
+    const char *line;
+    size_t len;
+    if (corio_stream_readline(s, &line, &len, CORIO_NEVER) < 0 || len == 0)
+        return 0;
+    int64_t ms = atoi(line);
+    int rc = corio_sleep(ms * MS);
+    if (rc == 0) {
+        corio_stream_write(s, "done\n", 5);
+        g_finished++;
+    }
+    return rc;
+}
+
+static intptr_t client(void *arg)
+{
+    int port = (int)((intptr_t)arg >> 16), ms = (int)((intptr_t)arg & 0xffff);
+    corio_stream_t *s;
+    CHECK_EQ(corio_open_connection("127.0.0.1", port, NULL, SOON(1000), &s), 0);
+    char req[16];
+    int n = snprintf(req, sizeof req, "%d\n", ms);
+    corio_stream_write(s, req, (size_t)n);
+    const char *line;
+    size_t len;
+    int rc = corio_stream_readline(s, &line, &len, SOON(5000));
+    corio_stream_free(s);
+    return rc == 0 && len == 5 ? 1 : 0;
+}
+
+static intptr_t server_main(void *arg)
+{
+    (void)arg;
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, slow_handler, NULL, NULL, &srv), 0);
+    int port = corio_server_port(srv);
+    CHECK(port > 0);
+    corio_task_t *c[4];
+    int delays[4] = {10, 50, 100, 3000};
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(corio_spawn(NULL, &c[i], client, (void *)((intptr_t)port << 16 | delays[i]),
+                             NULL), 0);
+    corio_server_stats_t st;
+    for (int i = 0; i < 100; i++) {
+        corio_server_stats(srv, &st);
+        if (st.connections == 4)
+            break;
+        corio_sleep(5 * MS);
+    }
+    CHECK_EQ(st.connections, 4);
+    /* serve_forever returns once the server is closed. */
+    CHECK_EQ(corio_server_serve_forever(srv, SOON(20)), -ETIMEDOUT);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_serve_forever(srv, SOON(1000)), 0);
+    /* No new connections once closed. */
+    CHECK(corio_tcp_connect("127.0.0.1", port, SOON(1000)) < 0);
+    /* Handlers get until the deadline; the 3 s one is cancelled. */
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(500)), -ETIMEDOUT);
+    CHECK(corio_now() - t0 < 2000 * MS);
+    CHECK_EQ(g_finished, 3);
+    corio_server_stats(srv, &st);
+    CHECK_EQ(st.connections, 0);
+    CHECK_EQ(st.accepted, 4);
+    CHECK_EQ(st.peak, 4);
+    CHECK_EQ(corio_server_free(srv), 0);
+    int ok = 0;
+    for (int i = 0; i < 4; i++) {
+        corio_value_t v;
+        CHECK_EQ(corio_task_await(c[i], &v), 0);
+        ok += (int)corio_value_as_int(v);
+        corio_task_release(c[i]);
+    }
+    CHECK_EQ(ok, 3);
+
+    /* Adopting a listening socket the program made. */
+    int l = corio_tcp_listen("127.0.0.1", 0, 0, NULL);
+    CHECK_EQ(corio_server_adopt(l, slow_handler, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_spawn(NULL, &c[0], client, (void *)((intptr_t)corio_server_port(srv) << 16 | 1),
+                         NULL), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_task_await(c[0], &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 1);
+    corio_task_release(c[0]);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(1000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    return 0;
+}
+
+static void server_graceful_close(void) { run(server_main); }
+
+TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
+          CASE(server_graceful_close))
