@@ -90,7 +90,9 @@ int corio_timeout_exit(corio_timeout_t *s, int rc)
     if (rc == -ETIMEDOUT && s->deadline != CORIO_NEVER && s->deadline <= outer &&
         s->deadline <= corio_now()) {
         s->expired = true;
-        return -ETIMEDOUT;
+        /* Expired and cancelled in the same turn: the cancellation goes on
+         * (asyncio's Timeout does the same). */
+        return t->cancel_requests ? -ECANCELED : -ETIMEDOUT;
     }
     return rc;
 }

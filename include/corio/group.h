@@ -85,8 +85,10 @@ CORIO_API int64_t corio_timeout_when(const corio_timeout_t *s);
  * -ETIMEDOUT when the block ended by this scope's expiry (then
  * corio_timeout_expired is true), and rc otherwise: a -ETIMEDOUT of an
  * outer scope passes through for that scope to claim, and -ECANCELED (a
- * cancellation from outside) is never turned into a timeout. -EINVAL when s
- * is not the task's innermost scope. */
+ * cancellation from outside) is never turned into a timeout; when the
+ * scope expired and the task was cancelled in the same turn, it returns
+ * -ECANCELED (expired is still true). -EINVAL when s is not the task's
+ * innermost scope. */
 CORIO_API int corio_timeout_exit(corio_timeout_t *s, int rc);
 /* True when the block ended by this scope's expiry (after exit). */
 CORIO_API bool corio_timeout_expired(const corio_timeout_t *s);
