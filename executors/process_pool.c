@@ -305,7 +305,7 @@ static int read_some(proc_worker_t *w)
 
 /* ---- starting workers -------------------------------------------------------- */
 
-static int start_fork(process_pool_t *p, int child_sock, pid_t *pid)
+static int start_fork(process_pool_t *p, int parent_sock, int child_sock, pid_t *pid)
 {
     int keep[2] = {child_sock, p->lifeline[0]};
     *pid = fork();
@@ -314,6 +314,7 @@ static int start_fork(process_pool_t *p, int child_sock, pid_t *pid)
     if (*pid > 0)
         return 0;
     /* The child: drop the parent's ends, so only the parent holds them. */
+    close(parent_sock);
     close(p->lifeline[1]);
     for (int i = 0; i < p->base.max_workers; i++)
         if (p->workers[i].pid && p->workers[i].sock >= 0)
@@ -369,7 +370,7 @@ static int start_worker(process_pool_t *p, proc_worker_t *w)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     pid_t pid;
-    int rc = p->o.start_method == CORIO_START_FORK ? start_fork(p, sv[1], &pid)
+    int rc = p->o.start_method == CORIO_START_FORK ? start_fork(p, sv[0], sv[1], &pid)
                                                    : start_spawn(p, sv[1], &pid);
     close(sv[1]);
     if (rc == 0 && (rc = encode_init(p, &w->out)) < 0) {
@@ -516,11 +517,11 @@ static void deliver(process_pool_t *p, proc_worker_t *w)
     reader_reset(r);
 }
 
-/* Gives idle capacity the next queued jobs. */
-static void dispatch(process_pool_t *p, proc_worker_t *w)
+/* Gives a worker the next queued jobs, up to depth in flight. */
+static void dispatch(process_pool_t *p, proc_worker_t *w, int depth)
 {
     int max = p->o.max_tasks_per_child;
-    while (w->pid && !w->eof && !w->has_out && w->ninflight < p->depth &&
+    while (w->pid && !w->eof && !w->has_out && w->ninflight < depth &&
            (max <= 0 || w->sent < max)) {
         pthread_mutex_lock(&p->mu);
         corio_job_t *j = p->broken ? NULL : corio__jq_pop(&p->q);
@@ -620,13 +621,24 @@ static nfds_t build_pollset(process_pool_t *p, struct pollfd *pfd, int *who)
     return n;
 }
 
+/* Sending a task ahead to a busy worker saves its idle time between
+ * tasks, but the task then waits behind the running one even if another
+ * worker frees up: done only when more jobs are queued than workers. */
+static bool backlog(process_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool many = p->q.len > (size_t)p->base.max_workers;
+    pthread_mutex_unlock(&p->mu);
+    return many;
+}
+
 /* True when a ready worker could take a job now. */
 static bool any_idle(process_pool_t *p)
 {
     int max = p->o.max_tasks_per_child;
     for (int i = 0; i < p->base.max_workers; i++) {
         proc_worker_t *w = &p->workers[i];
-        if (w->pid && w->ready && !w->eof && !w->has_out && w->ninflight < p->depth &&
+        if (w->pid && w->ready && !w->eof && !w->has_out && w->ninflight < 1 &&
             (max <= 0 || w->sent < max))
             return true;
     }
@@ -642,7 +654,11 @@ static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
         start_missing(p);
     for (int i = 0; i < p->base.max_workers; i++)
         if (p->workers[i].ready)
-            dispatch(p, &p->workers[i]);
+            dispatch(p, &p->workers[i], 1);
+    if (p->depth > 1 && backlog(p))
+        for (int i = 0; i < p->base.max_workers; i++)
+            if (p->workers[i].ready)
+                dispatch(p, &p->workers[i], p->depth);
     int64_t now = corio_now(), next = CORIO_NEVER;
     check_deadlines(p, now, &next);
     if (p->retry_at && p->retry_at < next)
@@ -674,7 +690,8 @@ static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
     }
 }
 
-/* Closes every socket (workers exit on EOF) and reaps them. */
+/* Closes every socket (workers exit on EOF) and reaps them; one that does
+ * not exit within seconds (a task ignoring its end) is killed. */
 static void stop_workers(process_pool_t *p)
 {
     for (int i = 0; i < p->base.max_workers; i++) {
@@ -682,7 +699,14 @@ static void stop_workers(process_pool_t *p)
         if (!w->pid)
             continue;
         pid_t pid = w->pid;
+        int pidfd = w->pidfd;
+        w->pidfd = -1;
         close_worker(p, w);
+        struct pollfd pfd = {pidfd, POLLIN, 0};
+        if (pidfd >= 0 && poll(&pfd, 1, 5000) == 0)
+            kill(pid, SIGKILL);
+        if (pidfd >= 0)
+            close(pidfd);
         waitpid(pid, NULL, 0);
     }
 }

@@ -1,4 +1,654 @@
+/* Executors: the process pool (spawn and fork), worker deaths, deadlines,
+ * huge arguments, and awaiting its futures from coroutines. */
 #include "corio.h"
 #include "harness.h"
-static void test_placeholder(void) {}
-TEST_MAIN(CASE(test_placeholder))
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ---- tasks (static on purpose: named by offset in the worker) ------------- */
+
+static int square(const corio_value_t *arg, corio_value_t *result)
+{
+    intptr_t x = corio_value_as_int(*arg);
+    *result = corio_value_int(x * x);
+    return 0;
+}
+
+static int fail_with_eio(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    (void)result;
+    return -EIO;
+}
+
+static int get_pid(const corio_value_t *arg, corio_value_t *result)
+{
+    sleep_ms((int)corio_value_as_int(*arg));
+    *result = corio_value_int(getpid());
+    return 0;
+}
+
+static int bytes_plus_one(const corio_value_t *arg, corio_value_t *result)
+{
+    unsigned char *out = malloc(arg->len ? arg->len : 1);
+    if (!out)
+        return -ENOMEM;
+    const unsigned char *in = arg->ptr;
+    for (size_t i = 0; i < arg->len; i++)
+        out[i] = (unsigned char)(in[i] + 1);
+    *result = (corio_value_t){out, arg->len};
+    return 0;
+}
+
+/* arg: bytes "<how> <ms>": sleeps, then dies as told. */
+static int die_after(const corio_value_t *arg, corio_value_t *result)
+{
+    char how[16] = {0};
+    int ms = 0;
+    sscanf(arg->ptr, "%15s %d", how, &ms);
+    sleep_ms(ms);
+    if (strcmp(how, "segv") == 0)
+        raise(SIGSEGV);
+    if (strcmp(how, "exit") == 0)
+        _exit(3);
+    if (strcmp(how, "kill") == 0)
+        raise(SIGKILL);
+    *result = corio_value_int(0);
+    return 0;
+}
+
+static int init_count;
+
+static int count_init(const corio_value_t *arg)
+{
+    if (arg->len != 5 || memcmp(arg->ptr, "hello", 5) != 0)
+        return -EINVAL;
+    init_count++;
+    return 0;
+}
+
+/* Result: init_count * 1000000 + pid. */
+static int report_init(const corio_value_t *arg, corio_value_t *result)
+{
+    sleep_ms((int)corio_value_as_int(*arg));
+    *result = corio_value_int((intptr_t)init_count * 1000000 + getpid());
+    return 0;
+}
+
+static int init_fails(const corio_value_t *arg)
+{
+    (void)arg;
+    return -EPERM;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static corio_executor_t *process_pool(int n, corio_start_method_t method)
+{
+    corio_process_pool_options_t o = {.max_workers = n, .start_method = method};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    return ex;
+}
+
+static corio_future_t *submit_int(corio_executor_t *ex, corio_executor_fn fn, intptr_t x)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, fn, corio_value_int(x), &f), 0);
+    return f;
+}
+
+static intptr_t result_int(corio_future_t *f)
+{
+    corio_value_t v;
+    int rc = corio_await_timeout(f, 20 * CORIO_NS_PER_SEC, &v);
+    if (rc != 0) {
+        const char *msg = NULL;
+        corio_future_exception(f, &msg);
+        fprintf(stderr, "# future failed: %s (%s)\n", corio_strerror(rc), msg ? msg : "");
+    }
+    CHECK_EQ(rc, 0);
+    return corio_value_as_int(v);
+}
+
+/* Zombie children of this process. */
+static int count_zombies(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        if (fgets(buf, sizeof buf, fp)) {
+            char *p = strrchr(buf, ')');
+            char state;
+            int ppid;
+            if (p && sscanf(p + 2, "%c %d", &state, &ppid) == 2 && state == 'Z' &&
+                ppid == getpid())
+                n++;
+        }
+        fclose(fp);
+    }
+    closedir(d);
+    return n;
+}
+
+static void wait_workers(corio_executor_t *ex, int n)
+{
+    for (int i = 0; i < 1000 && corio_executor_workers(ex) != n; i++)
+        sleep_ms(5);
+    CHECK_EQ(corio_executor_workers(ex), n);
+}
+
+/* ---- cases -------------------------------------------------------------------- */
+
+static void basic(corio_start_method_t method)
+{
+    corio_executor_t *ex = process_pool(0, method);
+    CHECK_EQ(corio_executor_max_workers(ex), sysconf(_SC_NPROCESSORS_ONLN));
+    corio_future_t *f = submit_int(ex, square, 9);
+    CHECK_EQ(result_int(f), 81);
+    corio_future_unref(f);
+    f = submit_int(ex, get_pid, 0);
+    intptr_t pid = result_int(f);
+    CHECK(pid != getpid() && pid > 0);
+    corio_future_unref(f);
+    f = submit_int(ex, fail_with_eio, 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v), -EIO); /* the task's own code */
+    corio_future_unref(f);
+    char s[4] = "xyz";
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){s, 3}, &f), 0);
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK(v.len == 3 && memcmp(v.ptr, "yz{", 3) == 0);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static void test_spawn_basic(void)
+{
+    basic(CORIO_START_SPAWN);
+}
+
+static void test_fork_basic(void)
+{
+    basic(CORIO_START_FORK);
+}
+
+static void test_dlopen_function_refused(void)
+{
+    const char *libs[] = {"libz.so.1", "libcrypt.so.1", "libbz2.so.1.0", "liblzma.so.5"};
+    const char *syms[] = {"zlibVersion", "crypt", "BZ2_bzlibVersion", "lzma_version_string"};
+    for (size_t i = 0; i < 4; i++) {
+        if (dlopen(libs[i], RTLD_NOLOAD | RTLD_NOW))
+            continue; /* loaded at start: nameable */
+        void *h = dlopen(libs[i], RTLD_NOW);
+        void *fn = h ? dlsym(h, syms[i]) : NULL;
+        if (!fn)
+            continue;
+        corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+        corio_future_t *f;
+        corio_executor_fn task;
+        memcpy(&task, &fn, sizeof task);
+        CHECK_EQ(corio_executor_submit(ex, task, corio_value_int(0), &f), CORIO_ENONAME);
+        f = submit_int(ex, square, 4); /* the pool is fine */
+        CHECK_EQ(result_int(f), 16);
+        corio_future_unref(f);
+        corio_executor_free(ex);
+        return;
+    }
+    exit(77);
+}
+
+static void check_map(corio_executor_t *ex, size_t n, size_t chunksize)
+{
+    corio_value_t *in = malloc(n * sizeof *in);
+    for (size_t i = 0; i < n; i++)
+        in[i] = corio_value_int((intptr_t)i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, square, in, n, chunksize, -1, &it), 0);
+    corio_value_t v;
+    size_t i = 0;
+    while (corio_map_next(it, &v) == 1) {
+        CHECK_EQ(corio_value_as_int(v), (intptr_t)(i * i));
+        i++;
+    }
+    CHECK_EQ(i, n);
+    corio_map_free(it);
+    free(in);
+}
+
+static void test_map_order_chunksizes(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    size_t sizes[] = {1, 7, 100, 1000, 5000};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        check_map(ex, 3001, sizes[k]);
+    /* Bytes through map too. */
+    char a[3] = "abc", b[2] = "xy";
+    corio_value_t in[3] = {{a, 3}, corio_value_int(0), {b, 2}};
+    in[1] = (corio_value_t){a, 1};
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, bytes_plus_one, in, 3, 2, -1, &it), 0);
+    corio_value_t v;
+    CHECK_EQ(corio_map_next(it, &v), 1);
+    CHECK(v.len == 3 && memcmp(v.ptr, "bcd", 3) == 0);
+    free(v.ptr);
+    CHECK_EQ(corio_map_next(it, &v), 1);
+    CHECK(v.len == 1 && memcmp(v.ptr, "b", 1) == 0);
+    free(v.ptr);
+    CHECK_EQ(corio_map_next(it, &v), 1);
+    CHECK(v.len == 2 && memcmp(v.ptr, "yz", 2) == 0);
+    free(v.ptr);
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+}
+
+static void test_huge_argument_and_result(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    corio_future_t *busy[2] = {submit_int(ex, get_pid, 500), submit_int(ex, get_pid, 500)};
+    size_t len = 100u << 20;
+    char *big = malloc(len);
+    memset(big, 41, len);
+    corio_future_t *f;
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){big, len}, &f), 0);
+    int64_t took = corio_now() - t0;
+    free(big);
+    CHECK(took < 400 * CORIO_NS_PER_MS); /* a copy, never a wait on a busy worker */
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 60 * CORIO_NS_PER_SEC, &v), 0);
+    CHECK_EQ(corio_future_take_result(f, &v), 0);
+    CHECK_EQ(v.len, len);
+    CHECK(((char *)v.ptr)[0] == 42 && ((char *)v.ptr)[len - 1] == 42);
+    free(v.ptr);
+    corio_future_unref(f);
+    for (int i = 0; i < 2; i++) {
+        result_int(busy[i]);
+        corio_future_unref(busy[i]);
+    }
+    corio_executor_free(ex);
+}
+
+/* SIGKILL one worker while three tasks are queued: only its task fails. */
+static void test_killed_worker_replaced(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    corio_future_t *run[2] = {submit_int(ex, get_pid, 1000), submit_int(ex, get_pid, 1000)};
+    corio_future_t *queued[3];
+    for (int i = 0; i < 3; i++)
+        queued[i] = submit_int(ex, square, i + 2);
+    int pids[2];
+    CHECK_EQ(corio_executor_worker_pids(ex, pids, 2), 2);
+    sleep_ms(300);
+    CHECK_EQ(kill(pids[0], SIGKILL), 0);
+    int failed = 0;
+    for (int i = 0; i < 2; i++) {
+        corio_value_t v;
+        int rc = corio_await_timeout(run[i], 20 * CORIO_NS_PER_SEC, &v);
+        if (rc == 0)
+            continue;
+        const char *msg = NULL;
+        CHECK_EQ(rc, CORIO_EWORKERDIED);
+        CHECK_EQ(corio_future_exception(run[i], &msg), CORIO_EWORKERDIED);
+        CHECK(msg && strstr(msg, "signal 9"));
+        fprintf(stderr, "# %s\n", msg);
+        failed++;
+    }
+    CHECK_EQ(failed, 1);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(result_int(queued[i]), (i + 2) * (i + 2));
+        corio_future_unref(queued[i]);
+    }
+    wait_workers(ex, 2);
+    CHECK_EQ(count_zombies(), 0);
+    corio_future_t *f = submit_int(ex, square, 11);
+    CHECK_EQ(result_int(f), 121);
+    corio_future_unref(f);
+    corio_future_unref(run[0]);
+    corio_future_unref(run[1]);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static int death_code(corio_executor_t *ex, const char *how, const char **msg)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, die_after, (corio_value_t){(void *)how, strlen(how) + 1}, &f), 0);
+    corio_value_t v;
+    int rc = corio_await_timeout(f, 20 * CORIO_NS_PER_SEC, &v);
+    static char copy[200];
+    const char *m = NULL;
+    corio_future_exception(f, &m);
+    snprintf(copy, sizeof copy, "%s", m ? m : "");
+    *msg = copy;
+    corio_future_unref(f);
+    return rc;
+}
+
+static void test_crash_exit_and_error_told_apart(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    const char *msg;
+    CHECK_EQ(death_code(ex, "segv 0", &msg), CORIO_EWORKERDIED);
+    CHECK(strstr(msg, "signal 11"));
+    CHECK_EQ(death_code(ex, "exit 0", &msg), CORIO_EWORKERDIED);
+    CHECK(strstr(msg, "status 3"));
+    CHECK_EQ(death_code(ex, "fine 0", &msg), 0);
+    corio_future_t *f = submit_int(ex, fail_with_eio, 0);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v), -EIO);
+    corio_future_unref(f);
+    wait_workers(ex, 1);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static void test_task_deadline_kills_hung_worker(void)
+{
+    corio_process_pool_options_t o = {.max_workers = 1, .task_timeout_ns = 300 * CORIO_NS_PER_MS};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    corio_future_t *hung = submit_int(ex, get_pid, 60000);
+    corio_future_t *next = submit_int(ex, square, 5);
+    corio_value_t v;
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_await_timeout(hung, 10 * CORIO_NS_PER_SEC, &v), -ETIMEDOUT);
+    CHECK(corio_now() - t0 < 5 * CORIO_NS_PER_SEC);
+    CHECK_EQ(result_int(next), 25);
+    wait_workers(ex, 1);
+    corio_future_unref(hung);
+    corio_future_unref(next);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static void test_initializer_once_and_max_tasks_per_child(void)
+{
+    corio_process_pool_options_t o = {.max_workers = 2, .initializer = count_init,
+                                      .initarg = {"hello", 5}, .max_tasks_per_child = 2};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    corio_future_t *fs[12];
+    for (int i = 0; i < 12; i++)
+        fs[i] = submit_int(ex, report_init, 20);
+    int pids[12];
+    for (int i = 0; i < 12; i++) {
+        intptr_t r = result_int(fs[i]);
+        CHECK_EQ(r / 1000000, 1); /* the initializer ran once in this worker */
+        pids[i] = (int)(r % 1000000);
+        corio_future_unref(fs[i]);
+    }
+    for (int i = 0; i < 12; i++) {
+        int same = 0;
+        for (int j = 0; j < 12; j++)
+            same += pids[j] == pids[i];
+        CHECK(same <= 2); /* at most max_tasks_per_child tasks per worker */
+    }
+    wait_workers(ex, 2);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static void test_initializer_failure_breaks_pool(void)
+{
+    corio_process_pool_options_t o = {.max_workers = 2, .initializer = init_fails};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    corio_future_t *f;
+    int rc = corio_executor_submit(ex, square, corio_value_int(1), &f);
+    if (rc == 0) {
+        corio_value_t v;
+        CHECK_EQ(corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v), CORIO_EBROKEN);
+        corio_future_unref(f);
+    } else {
+        CHECK_EQ(rc, CORIO_EBROKEN);
+    }
+    for (int i = 0; i < 200 && corio_executor_submit(ex, square, corio_value_int(1), &f) == 0; i++) {
+        corio_value_t v;
+        corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v);
+        corio_future_unref(f);
+        sleep_ms(5);
+    }
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(1), &f), CORIO_EBROKEN);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+/* ---- spawn while other threads hold locks ---------------------------------- */
+
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool stop_threads;
+
+static void *hold_lock(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&held);
+    while (!atomic_load(&stop_threads))
+        sleep_ms(5);
+    pthread_mutex_unlock(&held);
+    return NULL;
+}
+
+static void *malloc_storm(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_threads)) {
+        void *p[64];
+        for (int i = 0; i < 64; i++)
+            p[i] = malloc((size_t)(i + 1) * 97);
+        for (int i = 0; i < 64; i++)
+            free(p[i]);
+    }
+    return NULL;
+}
+
+static void test_spawn_safe_with_threads_holding_locks(void)
+{
+    pthread_t a, b;
+    pthread_create(&a, NULL, hold_lock, NULL);
+    pthread_create(&b, NULL, malloc_storm, NULL);
+    sleep_ms(20);
+    corio_thread_pool_options_t to = {.max_workers = 2};
+    corio_executor_t *threads;
+    CHECK_EQ(corio_thread_pool_new(&threads, &to), 0);
+    corio_future_t *tf = submit_int(threads, get_pid, 200); /* a pool thread is busy too */
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    for (int round = 0; round < 3; round++) {
+        corio_future_t *f = submit_int(ex, square, round + 3);
+        CHECK_EQ(result_int(f), (round + 3) * (round + 3));
+        corio_future_unref(f);
+        int pids[2];
+        CHECK_EQ(corio_executor_worker_pids(ex, pids, 2), 2);
+        kill(pids[0], SIGKILL); /* replacements are started amid the threads too */
+        sleep_ms(50);
+    }
+    wait_workers(ex, 2);
+    corio_future_t *f = submit_int(ex, square, 12);
+    CHECK_EQ(result_int(f), 144);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+    result_int(tf);
+    corio_future_unref(tf);
+    corio_executor_free(threads);
+    atomic_store(&stop_threads, true);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+}
+
+/* ---- the parent dies --------------------------------------------------------- */
+
+static corio_executor_t *orphan_pool;
+
+static void *make_pool_and_exit(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    orphan_pool = process_pool(2, CORIO_START_SPAWN);
+    corio_future_t *f = submit_int(orphan_pool, get_pid, 60000);
+    (void)f;
+    int pids[2];
+    CHECK_EQ(corio_executor_worker_pids(orphan_pool, pids, 2), 2);
+    CHECK(write(fd, pids, sizeof pids) == sizeof pids);
+    return NULL; /* the thread that started the workers ends here */
+}
+
+static bool alive(int pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return false;
+    bool live = fgets(buf, sizeof buf, fp) && !strstr(buf, ") Z");
+    fclose(fp);
+    return live;
+}
+
+static void test_workers_exit_when_parent_dies(void)
+{
+    prctl(PR_SET_CHILD_SUBREAPER, 1); /* orphans come to us, to be reaped */
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, make_pool_and_exit, (void *)(intptr_t)fds[1]);
+        pthread_join(t, NULL);
+        sleep_ms(300);
+        /* Workers outlived the thread: the pool still works. */
+        corio_future_t *f = submit_int(orphan_pool, square, 3);
+        if (result_int(f) != 9)
+            _exit(1);
+        raise(SIGKILL);
+    }
+    int pids[2];
+    CHECK(read(fds[0], pids, sizeof pids) == sizeof pids);
+    int status;
+    CHECK_EQ(waitpid(child, &status, 0), child);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    for (int i = 0; i < 500 && (alive(pids[0]) || alive(pids[1])); i++)
+        sleep_ms(10);
+    CHECK(!alive(pids[0]) && !alive(pids[1]));
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+/* A worker dies while the parent still writes a large argument to it. */
+static void test_worker_dies_during_large_write(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    corio_future_t *dying;
+    const char *how = "kill 300";
+    CHECK_EQ(corio_executor_submit(ex, die_after, (corio_value_t){(void *)how, 9}, &dying), 0);
+    size_t len = 64u << 20;
+    char *big = calloc(1, len);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){big, len}, &f), 0);
+    free(big);
+    corio_value_t v;
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_await_timeout(dying, 10 * CORIO_NS_PER_SEC, &v), CORIO_EWORKERDIED);
+    CHECK(corio_now() - t0 < 5 * CORIO_NS_PER_SEC);
+    /* The large task was never started: it runs on the replacement. */
+    CHECK_EQ(corio_await_timeout(f, 30 * CORIO_NS_PER_SEC, &v), 0);
+    CHECK(v.len == len && ((char *)v.ptr)[0] == 1);
+    corio_future_unref(f);
+    corio_future_exception(dying, NULL);
+    corio_future_unref(dying);
+    /* And one killed from outside while it reads a large argument. */
+    corio_future_t *g;
+    big = calloc(1, len);
+    CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){big, len}, &g), 0);
+    free(big);
+    int pid;
+    CHECK_EQ(corio_executor_worker_pids(ex, &pid, 1), 1);
+    kill(pid, SIGKILL);
+    int rc = corio_await_timeout(g, 30 * CORIO_NS_PER_SEC, &v);
+    CHECK(rc == 0 || rc == CORIO_EWORKERDIED);
+    corio_future_exception(g, NULL);
+    corio_future_unref(g);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static void test_shutdown_cancel_and_submit_after(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    corio_future_t *run = submit_int(ex, get_pid, 300), *q[5];
+    for (int i = 0; i < 5; i++)
+        q[i] = submit_int(ex, get_pid, 300);
+    sleep_ms(100);
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_executor_shutdown(ex, false, true), 0);
+    CHECK(corio_now() - t0 < 100 * CORIO_NS_PER_MS);
+    corio_future_t *f;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(1), &f), CORIO_ESHUTDOWN);
+    CHECK(result_int(run) > 0);
+    int cancelled = 0;
+    for (int i = 0; i < 5; i++) {
+        corio_value_t v;
+        int rc = corio_await_timeout(q[i], 10 * CORIO_NS_PER_SEC, &v);
+        cancelled += rc == -ECANCELED;
+        corio_future_unref(q[i]);
+    }
+    CHECK(cancelled >= 4); /* one may have been sent ahead to the worker */
+    corio_future_unref(run);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+static intptr_t await_process_future(void *arg)
+{
+    corio_executor_t *ex = arg;
+    corio_loop_stats_t s0, s1;
+    corio_loop_stats(corio_loop_current(), &s0);
+    corio_future_t *f = submit_int(ex, get_pid, 500);
+    CHECK(result_int(f) > 0);
+    corio_loop_stats(corio_loop_current(), &s1);
+    CHECK(s1.turns - s0.turns <= 5);
+    corio_future_unref(f);
+    return 0;
+}
+
+static void test_await_from_coroutine(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    CHECK_EQ(corio_run(await_process_future, ex), 0);
+    corio_executor_free(ex);
+}
+
+TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
+          CASE(test_dlopen_function_refused), CASE_T(test_map_order_chunksizes, 60),
+          CASE_T(test_huge_argument_and_result, 120), CASE_T(test_killed_worker_replaced, 60),
+          CASE_T(test_crash_exit_and_error_told_apart, 60),
+          CASE_T(test_task_deadline_kills_hung_worker, 60),
+          CASE_T(test_initializer_once_and_max_tasks_per_child, 60),
+          CASE_T(test_initializer_failure_breaks_pool, 60),
+          CASE_T(test_spawn_safe_with_threads_holding_locks, 60),
+          CASE_T(test_workers_exit_when_parent_dies, 60),
+          CASE_T(test_worker_dies_during_large_write, 120),
+          CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60))
