@@ -58,6 +58,7 @@ typedef struct corio_stack_pool {
     size_t nfree, cap;
     size_t page;
     bool guard_madvise; /* MADV_GUARD_INSTALL works here */
+    bool exhausted;     /* the last mapping failed; cleared by a success or a put */
 } corio_stack_pool_t;
 
 void corio__stack_pool_init(corio_stack_pool_t *p);

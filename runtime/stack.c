@@ -58,6 +58,7 @@ static int stack_map(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
 {
     size_t usable = (size + p->page - 1) & ~(p->page - 1);
     size_t total = usable + p->page;
+    p->exhausted = true;
     if (corio__fault_hit(CORIO_FAULT_MMAP))
         return -ENOMEM;
     void *map = mmap(NULL, total, PROT_READ | PROT_WRITE,
@@ -69,6 +70,7 @@ static int stack_map(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
         munmap(map, total);
         return rc == -EFAULT ? -ENOMEM : rc; /* ENOMEM: vm.max_map_count reached */
     }
+    p->exhausted = false;
     out->map = map;
     out->map_size = total;
     out->size = usable;
@@ -90,6 +92,8 @@ int corio__stack_get(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
 
 void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s)
 {
+    if (s->map)
+        p->exhausted = false;
     if (s->size == CORIO_DEFAULT_STACK_SIZE && p->nfree < STACK_POOL_MAX) {
         if (p->nfree == p->cap) {
             size_t cap = p->cap ? p->cap * 2 : 64;

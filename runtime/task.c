@@ -66,10 +66,29 @@ static void task_retire(corio_task_t *t)
     corio_future_unref(&t->fut); /* the loop's reference */
 }
 
+/* A default-sized task gets its stack on its first step, not at spawn: a
+ * task that finishes without suspending hands the stack on through the pool,
+ * so spawning many short tasks maps few stacks. When no stack can be had the
+ * task ends failed with -ENOMEM without running. */
+static bool task_bind_stack(corio_task_t *t)
+{
+    int rc = corio__stack_get(&t->loop->stacks, 0, &t->coro.stack);
+    if (rc < 0) {
+        task_finish(t, rc);
+        t->finished = true;
+        task_retire(t);
+        return false;
+    }
+    corio__coro_create(&t->coro, task_entry, t);
+    return true;
+}
+
 static void task_step(void *arg)
 {
     corio_task_t *t = arg;
     corio_loop_t *loop = t->loop;
+    if (corio_unlikely(!t->coro.stack.map) && !task_bind_stack(t))
+        return;
     loop->current = t;
     corio__coro_switch(&loop->main_coro, &t->coro, false);
     loop->current = NULL;
@@ -96,10 +115,17 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
     if (!t)
         return -ENOMEM;
     memset(&t->coro, 0, sizeof *t - offsetof(corio_task_t, coro));
-    int rc = corio__stack_get(&loop->stacks, opts ? opts->stack_size : 0, &t->coro.stack);
-    if (rc < 0) {
-        free(t);
-        return rc;
+    /* Other sizes, and every size once mapping has failed, get their stack
+     * now, so that spawning itself reports -ENOMEM. */
+    size_t stack_size = opts ? opts->stack_size : 0;
+    bool lazy = (stack_size == 0 || stack_size == CORIO_DEFAULT_STACK_SIZE) &&
+                !loop->stacks.exhausted;
+    if (!lazy) {
+        int rc = corio__stack_get(&loop->stacks, stack_size, &t->coro.stack);
+        if (rc < 0) {
+            free(t);
+            return rc;
+        }
     }
     corio__future_init(&t->fut, loop);
     t->fut.is_task = true;
@@ -107,7 +133,8 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
     t->fn = fn;
     t->arg = arg;
     t->scope_deadline = CORIO_NEVER;
-    corio__coro_create(&t->coro, task_entry, t);
+    if (!lazy)
+        corio__coro_create(&t->coro, task_entry, t);
     if (opts && opts->name)
         snprintf(t->name, sizeof t->name, "%s", opts->name);
     else

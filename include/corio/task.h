@@ -29,7 +29,10 @@ typedef struct corio_task_options {
 /* Spawns fn(arg) as a task on loop (the current one if NULL); it starts on
  * a later iteration. With out, the caller holds a reference released by
  * corio_task_release; without, the task is detached. Returns 0, -ENOMEM when
- * no stack can be mapped (vm.max_map_count, memory), -EINVAL. Loop thread. */
+ * no stack can be mapped (vm.max_map_count, memory), -EINVAL. Loop thread.
+ * A default-sized task takes its stack from the loop's pool on its first
+ * step; if none can be mapped then, the task ends failed with -ENOMEM
+ * without running, and later spawns map at once and return -ENOMEM. */
 CORIO_API int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *arg,
                           const corio_task_options_t *opts);
 CORIO_API void corio_task_release(corio_task_t *t);
