@@ -16,6 +16,8 @@ typedef struct gather {
     size_t n, ndone;
     int first_error;
     bool collect;
+    bool cancelled; /* the rest was cancelled once: a task that caught it
+                       and cleans up must not get a second request */
 } gather_t;
 
 static void gather_cb(corio_future_t *f, void *arg)
@@ -40,6 +42,9 @@ static void gather_cancel_rest(void *arg, int reason)
 {
     (void)reason;
     gather_t *g = arg;
+    if (g->cancelled)
+        return;
+    g->cancelled = true;
     for (size_t i = 0; i < g->n; i++)
         if (!corio_future_done(g->fs[i]))
             corio_future_cancel(g->fs[i]);
