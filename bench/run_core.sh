@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Core benchmarks against their peers: builds with optimization in its own
+# build directory, runs each pair alternately ROUNDS times (default 5), and
+# prints the median of every figure and the ratios, as a Markdown section.
+#
+#   bench/run_core.sh [ROUNDS]
+#
+# Pairs: corio's context switch vs ucontext and boost.context; spawn+join of
+# trivial tasks vs Python asyncio (../shared/python-baselines/overhead.py);
+# 1,000,000 call_later timers vs libuv; resident memory per idle task.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+build=${BUILD_DIR:-build-bench-core}
+pybase=${PYTHON_BASELINES:-../shared/python-baselines}
+[ -f "$pybase/overhead.py" ] || pybase=/work/shared/python-baselines
+
+if [ ! -d "$build" ]; then
+    meson setup "$build" --buildtype=release -Dtests=false -Dexamples=false >/dev/null
+fi
+ninja -C "$build" bench/bench_ctxswitch bench/bench_core >/dev/null
+boost=$build/bench/bench_ctxswitch_boost
+ninja -C "$build" bench/bench_ctxswitch_boost >/dev/null 2>&1 || boost=
+
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+b=$build/bench
+for i in $(seq "$rounds"); do
+    echo "round $i/$rounds" >&2
+    "$b/bench_ctxswitch" corio >>"$raw"
+    [ -n "$boost" ] && "$boost" >>"$raw"
+    "$b/bench_ctxswitch" ucontext >>"$raw"
+    "$b/bench_core" spawn >>"$raw"
+    if [ -f "$pybase/overhead.py" ]; then
+        python3 "$pybase/overhead.py" 100000 | grep '^asyncio_' | sed 's|$| 1/s|' >>"$raw"
+    fi
+    "$b/bench_core" timers >>"$raw"
+    "$b/bench_core" uv_timers >>"$raw" 2>/dev/null || true
+    "$b/bench_core" idle >>"$raw"
+done
+
+python3 - "$raw" "$rounds" <<'PY'
+import statistics, sys
+vals, units = {}, {}
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) >= 2:
+        vals.setdefault(p[0], []).append(float(p[1]))
+        units[p[0]] = p[2] if len(p) > 2 else ""
+med = {k: statistics.median(v) for k, v in vals.items()}
+
+def fmt(x):
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
+
+print(f"Medians of {sys.argv[2]} alternating runs:\n")
+print("| figure | median | unit |")
+print("| --- | ---: | --- |")
+for k in vals:
+    print(f"| `{k}` | {fmt(med[k])} | {units[k]} |")
+
+def ratio(label, num, den, goal):
+    if num in med and den in med and med[den] > 0:
+        print(f"| {label} | {med[num] / med[den]:.2f}x | {goal} |")
+
+print("\n| ratio (above 1 favours corio) | value | goal |")
+print("| --- | ---: | --- |")
+ratio("swapcontext ns / corio switch ns", "ctxswitch_ucontext_ns", "ctxswitch_corio_ns", ">= 20x")
+ratio("boost fcontext ns / corio switch ns", "ctxswitch_boost_fcontext_ns", "ctxswitch_corio_ns", ">= 1x")
+ratio("boost callcc ns / corio switch ns", "ctxswitch_boost_callcc_ns", "ctxswitch_corio_ns", ">= 1x")
+ratio("corio tasks/s / asyncio tasks/s", "spawn_join_tasks_per_s", "asyncio_tasks_per_s", ">= 100x")
+ratio("corio sleep(0)/s / asyncio sleep(0)/s", "sleep0_per_s", "asyncio_sleep0_per_s", "")
+ratio("libuv total / corio total, 1M timers", "timers_uv_total_ms", "timers_corio_total_ms", ">= 2x")
+if "idle_task_rss_bytes" in med:
+    print(f"| resident bytes per idle task | {med['idle_task_rss_bytes']:.0f} B "
+          f"({med['idle_task_rss_bytes'] / 1024:.1f} KiB) | <= 8 KiB |")
+PY
