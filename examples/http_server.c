@@ -297,22 +297,52 @@ static int serve_file(corio_stream_t *s, request_t *rq)
     return rc;
 }
 
+/* Reads a request head line by line into buf: 0 and *len, 400 for a line
+ * without CRLF, 431 past MAX_HEADER, or a negative error (end of stream). */
+static int read_head(corio_stream_t *s, char *buf, size_t *len)
+{
+    size_t total = 0;
+    for (;;) {
+        const char *line;
+        size_t n;
+        int rc = corio_stream_readline(s, &line, &n, CORIO_NEVER);
+        if (rc == CORIO_ELIMITOVERRUN)
+            return 431;
+        if (rc < 0)
+            return rc;
+        if (n == 0 || line[n - 1] != '\n')
+            return -EPIPE; /* the stream ended, maybe mid-request */
+        if (n < 2 || line[n - 2] != '\r')
+            return 400; /* a bare LF */
+        if (total == 0 && n == 2)
+            continue; /* empty lines before a request are ignored (RFC 9112) */
+        if (total + n > MAX_HEADER)
+            return 431;
+        memcpy(buf + total, line, n);
+        total += n;
+        if (n == 2) {
+            *len = total;
+            return 0;
+        }
+    }
+}
+
 static intptr_t handle(corio_stream_t *s, void *arg)
 {
     (void)arg;
     request_t *rq = malloc(sizeof *rq);
-    if (!rq)
-        return -ENOMEM;
+    char *head = malloc(MAX_HEADER);
     for (;;) {
-        const char *head;
-        size_t len;
-        int rc = corio_stream_readuntil(s, "\r\n\r\n", 4, &head, &len, CORIO_NEVER);
-        if (rc == CORIO_ELIMITOVERRUN) {
-            send_error(s, 431, false, false);
+        if (!rq || !head)
+            break;
+        size_t len = 0;
+        int rc = read_head(s, head, &len);
+        if (rc < 0)
+            break; /* end of stream, a reset, cancelled */
+        if (rc > 0) {
+            send_error(s, rc, false, false);
             break;
         }
-        if (rc < 0)
-            break; /* end of stream (maybe mid-request), reset, cancelled */
         parse(head, len, rq);
         if (rq->status) {
             bool fatal = rq->status == 400 || rq->status == 501 || rq->status == 505;
@@ -325,6 +355,7 @@ static intptr_t handle(corio_stream_t *s, void *arg)
         if (rc < 0 || !rq->keep_alive)
             break;
     }
+    free(head);
     free(rq);
     return 0;
 }

@@ -114,9 +114,9 @@ static intptr_t accept_main(void *arg)
         if (fd == -ECANCELED || fd == -ETIMEDOUT)
             break;
         if (fd < 0) {
-            srv->stats.accept_errors++;
             if (srv->closing)
-                break;
+                break; /* the listening socket was shut down */
+            srv->stats.accept_errors++;
             if (fd == -ECONNABORTED || fd == -EINTR || fd == -EAGAIN || fd == -EPROTO)
                 continue;
             /* Out of descriptors (or memory): the pending connection stays
