@@ -74,6 +74,7 @@ typedef struct process_pool {
     corio_wire_fn_t init_fn;
     int depth;
     int64_t retry_at; /* a failed start is retried then */
+    int start_failures; /* workers that died before READY, in a row */
 } process_pool_t;
 
 static void wake_manager(process_pool_t *p)
@@ -484,9 +485,11 @@ static void worker_died(process_pool_t *p, proc_worker_t *w)
         corio__job_fail(head, -ETIMEDOUT, "the task passed its deadline; its worker was killed");
     else if (head)
         corio__job_fail(head, CORIO_EWORKERDIED, msg);
-    if (!was_ready && !retired && !p->broken) {
+    /* A worker killed while starting is replaced, but a program whose
+     * workers cannot start at all must not respawn them forever. */
+    if (!was_ready && !retired && !p->broken && ++p->start_failures >= 3) {
         char m2[200];
-        snprintf(m2, sizeof m2, "a worker died while starting: %s", msg);
+        snprintf(m2, sizeof m2, "workers die while starting: %s", msg);
         break_pool(p, m2);
     }
 }
@@ -496,6 +499,7 @@ static void deliver(process_pool_t *p, proc_worker_t *w)
     reader_t *r = &w->rd;
     if (r->hdr.type == CORIO_MSG_READY) {
         w->ready = true;
+        p->start_failures = 0;
     } else if (r->hdr.type == CORIO_MSG_INIT_FAILED) {
         char msg[96];
         snprintf(msg, sizeof msg, "a process pool initializer failed: %s",

@@ -279,7 +279,8 @@ static void test_huge_argument_and_result(void)
     CHECK_EQ(corio_executor_submit(ex, bytes_plus_one, (corio_value_t){big, len}, &f), 0);
     int64_t took = corio_now() - t0;
     free(big);
-    CHECK(took < 400 * CORIO_NS_PER_MS); /* a copy, never a wait on a busy worker */
+    fprintf(stderr, "# 100 MB submit to busy workers took %.1f ms\n", (double)took / 1e6);
+    CHECK(took < 3 * CORIO_NS_PER_SEC); /* a copy (slow under TSan), never a wait */
     corio_value_t v;
     CHECK_EQ(corio_await_timeout(f, 60 * CORIO_NS_PER_SEC, &v), 0);
     CHECK_EQ(corio_future_take_result(f, &v), 0);
@@ -299,12 +300,14 @@ static void test_killed_worker_replaced(void)
 {
     corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
     corio_future_t *run[2] = {submit_int(ex, get_pid, 1000), submit_int(ex, get_pid, 1000)};
+    while (!corio_future_running(run[0]) || !corio_future_running(run[1]))
+        sleep_ms(1); /* one on each worker */
     corio_future_t *queued[3];
     for (int i = 0; i < 3; i++)
         queued[i] = submit_int(ex, square, i + 2);
     int pids[2];
     CHECK_EQ(corio_executor_worker_pids(ex, pids, 2), 2);
-    sleep_ms(300);
+    sleep_ms(100);
     CHECK_EQ(kill(pids[0], SIGKILL), 0);
     int failed = 0;
     for (int i = 0; i < 2; i++) {
@@ -355,7 +358,11 @@ static void test_crash_exit_and_error_told_apart(void)
     corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
     const char *msg;
     CHECK_EQ(death_code(ex, "segv 0", &msg), CORIO_EWORKERDIED);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    CHECK(strstr(msg, "process worker")); /* the sanitizer turns SIGSEGV into an exit */
+#else
     CHECK(strstr(msg, "signal 11"));
+#endif
     CHECK_EQ(death_code(ex, "exit 0", &msg), CORIO_EWORKERDIED);
     CHECK(strstr(msg, "status 3"));
     CHECK_EQ(death_code(ex, "fine 0", &msg), 0);
