@@ -82,7 +82,7 @@ static intptr_t failing(void *arg)
 static intptr_t gather_error_main(void *arg)
 {
     bool collect = arg != NULL;
-    slow_t a = {10 * SEC, 1}, c = {0, 3};
+    slow_t a = {collect ? 20 * MS : 10 * SEC, 1}, c = {0, 3};
     corio_task_t *t[3] = {spawn_slow(&a), spawn(failing, (void *)(intptr_t)MS), spawn_slow(&c)};
     corio_future_t *f[3];
     for (int i = 0; i < 3; i++)
