@@ -590,7 +590,9 @@ static int readuntil(corio_stream_t *s, const char *sep, size_t seplen, const ch
     for (;;) {
         size_t avail = s->rend - s->rstart;
         size_t from = scanned >= seplen ? scanned - seplen + 1 : 0;
-        const char *hit = find(s->rbuf + s->rstart + from, avail - from, sep, seplen);
+        const char *hit = avail > from && avail >= seplen
+                              ? find(s->rbuf + s->rstart + from, avail - from, sep, seplen)
+                              : NULL;
         if (hit) {
             size_t n = (size_t)(hit - (s->rbuf + s->rstart)) + seplen;
             if (n > s->limit + seplen) {

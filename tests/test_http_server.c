@@ -167,7 +167,7 @@ static void serves_files(void)
         snprintf(expect, sizeof expect, "200 %lld %lld", (long long)st.st_size,
                  (long long)st.st_size);
         if (strcmp(r, expect) != 0)
-            fprintf(stderr, "# %s: got '%s', want '%s'\n", names[i], r, expect);
+            fprintf(stderr, "# %s: got '%s', want '%s'\n", names[i], r ? r : "", expect);
         CHECK(strcmp(r, expect) == 0);
         CHECK(file_equals(body, src));
     }
@@ -206,7 +206,7 @@ static void keep_alive(void)
     snprintf(args, sizeof args, "-o /dev/null -o /dev/null -o /dev/null -w '%%{http_code}:%%{num_connects} ' %s %s %s", u1, u2, u3);
     const char *r = curl(args);
     if (strcmp(r, "200:1 404:0 200:0 ") != 0)
-        fprintf(stderr, "# keep-alive: %s\n", r);
+        fprintf(stderr, "# keep-alive: %s\n", r ? r : "");
     CHECK(strcmp(r, "200:1 404:0 200:0 ") == 0);
     /* HTTP/1.0 closes unless asked to keep the connection. */
     snprintf(args, sizeof args, "-0 -o /dev/null -o /dev/null -w '%%{http_code}:%%{num_connects} ' %s %s", u1, u1);
