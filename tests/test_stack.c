@@ -299,7 +299,8 @@ static intptr_t many_main(void *arg)
     CHECK(maps < limit);
     CHECK(maps < 65530); /* the default limit, whatever this machine says */
 #ifndef UNDER_ASAN
-    CHECK(rss < 512 * 1024); /* well under 1 GiB */
+    CHECK((rss - rss0) / (MANY_TASKS / 1000) <= 8 * 1000); /* at most 8 KiB a task */
+    CHECK(rss < 1024 * 1024);
 #else
     CHECK(rss < 1536 * 1024); /* ASan's redzones and shadow cost about as much again */
 #endif
