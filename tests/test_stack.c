@@ -234,6 +234,16 @@ static void wild_child(void)
     _exit(3);
 }
 
+/* A fault on the loop's own stack, outside every task. */
+static void wild_outside_task_child(void)
+{
+    install_app_handler();
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    wild_task(NULL);
+    _exit(3);
+}
+
 static void wild_child_default(void)
 {
     corio_run(wild_main, NULL);
@@ -248,6 +258,10 @@ static void other_faults_chain_to_application_handler(void)
     CHECK_EQ(WEXITSTATUS(status), 42);
     CHECK(strstr(buf, "app handler: fault at wild pointer") != NULL);
     CHECK(strstr(buf, "stack overflow") == NULL);
+    status = run_child(wild_outside_task_child, buf, sizeof buf);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 42);
+    CHECK(strstr(buf, "app handler: fault at wild pointer") != NULL);
     /* Without an application handler the default action applies. */
     status = run_child(wild_child_default, buf, sizeof buf);
     CHECK(WIFSIGNALED(status));
