@@ -38,6 +38,7 @@ typedef struct qwaiter {
 
 /* ---- storage ------------------------------------------------------------------ */
 
+/* The capacity is a power of two, so the ring wraps with a mask. */
 static int grow(corio_queue_t *q)
 {
     size_t cap = q->cap ? q->cap * 2 : 16;
@@ -45,7 +46,7 @@ static int grow(corio_queue_t *q)
     if (!b)
         return -ENOMEM;
     for (size_t i = 0; i < q->size; i++)
-        b[i] = q->buf[q->kind == CORIO_QUEUE_FIFO ? (q->head + i) % q->cap : i];
+        b[i] = q->buf[q->kind == CORIO_QUEUE_FIFO ? (q->head + i) & (q->cap - 1) : i];
     free(q->buf);
     q->buf = b;
     q->cap = cap;
@@ -100,10 +101,10 @@ static int push(corio_queue_t *q, qitem_t it, bool front)
     switch (q->kind) {
     case CORIO_QUEUE_FIFO:
         if (front) {
-            q->head = (q->head + q->cap - 1) % q->cap;
+            q->head = (q->head - 1) & (q->cap - 1);
             q->buf[q->head] = it;
         } else {
-            q->buf[(q->head + q->size) % q->cap] = it;
+            q->buf[(q->head + q->size) & (q->cap - 1)] = it;
         }
         break;
     case CORIO_QUEUE_LIFO:
@@ -124,7 +125,7 @@ static qitem_t pop(corio_queue_t *q)
     switch (q->kind) {
     case CORIO_QUEUE_FIFO:
         it = q->buf[q->head];
-        q->head = (q->head + 1) % q->cap;
+        q->head = (q->head + 1) & (q->cap - 1);
         break;
     case CORIO_QUEUE_LIFO:
         it = q->buf[q->size - 1];
@@ -234,7 +235,7 @@ static int put_common(corio_queue_t *q, int64_t prio, corio_value_t v, bool wait
         return rc;
     /* Woken with room reserved for us. */
     q->reserved--;
-    rc = corio__granted_interrupt();
+    rc = corio__granted_interrupt(&pw.w);
     if (rc) {
         wake_putter(q); /* pass the room on; our item stays ours */
         return rc;
@@ -308,7 +309,7 @@ static int get_common(corio_queue_t *q, corio_value_t *out, bool wait)
     int rc = corio__waitq_wait(&q->getters, &gw.w);
     if (rc < 0)
         return rc;
-    rc = corio__granted_interrupt();
+    rc = corio__granted_interrupt(&gw.w);
     if (rc) {
         give_back(q, gw.item);
         return rc;
@@ -345,7 +346,7 @@ int corio_queue_join(corio_queue_t *q)
     int rc = corio__waitq_wait(&q->joiners, &w);
     if (rc < 0)
         return rc;
-    return corio__granted_interrupt();
+    return corio__granted_interrupt(&w);
 }
 
 int corio_queue_shutdown(corio_queue_t *q, bool immediate)

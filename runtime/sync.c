@@ -52,7 +52,7 @@ int corio_lock_acquire(corio_lock_t *lock)
     if (rc < 0)
         return rc;
     /* Granted: the releaser left locked set and handed it to us. */
-    rc = corio__granted_interrupt();
+    rc = corio__granted_interrupt(&w);
     if (rc)
         corio_lock_release(lock);
     return rc;
@@ -117,7 +117,7 @@ int corio_event_wait(corio_event_t *ev)
     int rc = corio__waitq_wait(&ev->waiters, &w);
     if (rc < 0)
         return rc;
-    return corio__granted_interrupt();
+    return corio__granted_interrupt(&w);
 }
 
 /* ---- Condition ------------------------------------------------------------- */
@@ -178,7 +178,7 @@ int corio_condition_wait(corio_condition_t *c)
     corio_lock_release(c->lock);
     corio_waiter_t w;
     rc = corio__waitq_wait(&c->waiters, &w);
-    if (rc >= 0 && (rc = corio__granted_interrupt()) != 0) {
+    if (rc >= 0 && (rc = corio__granted_interrupt(&w)) != 0) {
         /* Notified and interrupted in the same turn: the notification goes
          * to another waiter rather than being lost (asyncio gh-112202). */
         corio__waitq_wake_one(&c->waiters, 0);
@@ -270,7 +270,7 @@ int corio_semaphore_acquire(corio_semaphore_t *s)
     if (rc < 0)
         return rc;
     /* Granted a permit by release (value was left as is). */
-    rc = corio__granted_interrupt();
+    rc = corio__granted_interrupt(&w);
     if (rc)
         corio_semaphore_release(s);
     return rc;
@@ -357,7 +357,7 @@ int corio_barrier_wait(corio_barrier_t *b)
     }
     if (rc >= 0) {
         /* The cycle completed; the others are on their way. */
-        int irc = corio__granted_interrupt();
+        int irc = corio__granted_interrupt(&bw.w);
         if (irc)
             return irc;
     }
