@@ -192,6 +192,9 @@ struct corio_loop {
     corio_op_t wake_op;
     bool wake_armed;
     corio_loop_stats_t stats;
+    /* Direct task-to-task switches left in this turn (task.c, suspend). */
+    uint64_t direct_turn;
+    int direct_left;
     corio_task_t *tasks; /* unfinished tasks */
     corio_future_t *futures;
     corio_task_t *current;

@@ -209,8 +209,16 @@ size_t corio_all_tasks(corio_loop_t *loop, corio_task_t **out, size_t max)
 
 static void schedule_step(corio_task_t *t)
 {
-    if (!corio_handle_pending(&t->step))
-        corio_loop_call_soon(t->loop, &t->step, task_step, t);
+    /* The step handle is the task's own, on its own loop: the checks of
+     * corio_loop_call_soon are not needed on this hot path. */
+    corio_handle_t *h = &t->step;
+    if (h->state != CORIO_H_IDLE)
+        return;
+    h->fn = task_step;
+    h->arg = t;
+    h->loop = t->loop;
+    h->owned = 0;
+    corio__ready_push(t->loop, h);
 }
 
 /* Direct switches. A task that suspends while the head of the ready FIFO
@@ -219,8 +227,6 @@ static void schedule_step(corio_task_t *t)
  * handles is the same (the head would run next anyway), only the loop polls
  * for I/O and timers a little later. A budget per turn bounds that delay. */
 #define CORIO_DIRECT_SWITCH_BUDGET 64
-static __thread uint64_t direct_turn;
-static __thread int direct_left;
 
 static void suspend(corio_task_t *t)
 {
@@ -228,12 +234,12 @@ static void suspend(corio_task_t *t)
     corio_handle_t *h = loop->ready.next;
     if (h != &loop->ready && h->fn == task_step) {
         corio_task_t *n = h->arg;
-        if (direct_turn != loop->stats.turns) {
-            direct_turn = loop->stats.turns;
-            direct_left = CORIO_DIRECT_SWITCH_BUDGET;
+        if (loop->direct_turn != loop->stats.turns) {
+            loop->direct_turn = loop->stats.turns;
+            loop->direct_left = CORIO_DIRECT_SWITCH_BUDGET;
         }
-        if (n != t && n->started && direct_left > 0) {
-            direct_left--;
+        if (n != t && n->started && loop->direct_left > 0) {
+            loop->direct_left--;
             corio__ready_remove(loop, h);
             loop->current = n;
             corio__coro_switch(&t->coro, &n->coro, false);
