@@ -10,6 +10,18 @@
 
 /* ---- gather ------------------------------------------------------------------ */
 
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
+
+/* A thread-safe future (an executor's) runs its callbacks in the thread
+ * that completes it: a hop carries the completion to the loop, through a
+ * handle allocated before waiting, so completing needs no memory. */
+typedef struct gather_hop {
+    corio_handle_t h;
+    struct gather *g;
+    corio_future_t *f;
+    corio_loop_t *loop;
+} gather_hop_t;
+
 typedef struct gather {
     corio_waiter_t w;
     corio_future_t *const *fs;
@@ -30,6 +42,21 @@ static void gather_cb(corio_future_t *f, void *arg)
             g->first_error = code;
     }
     corio__wake(&g->w, 0);
+}
+
+static void gather_hop_run(void *arg)
+{
+    gather_hop_t *hop = arg;
+    gather_cb(hop->f, hop->g);
+}
+
+static void gather_hop_cb(corio_future_t *f, void *arg)
+{
+    (void)f;
+    gather_hop_t *hop = arg;
+    hop->h.fn = gather_hop_run;
+    hop->h.arg = hop;
+    corio__call_soon_threadsafe_handle(hop->loop, &hop->h);
 }
 
 static bool gather_done(void *arg)
@@ -62,11 +89,38 @@ int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio
         return -EDEADLK;
     gather_t g = {.w = {.task = t}, .fs = futures, .n = n,
                   .collect = (flags & CORIO_GATHER_COLLECT) != 0};
-    for (size_t i = 0; i < n; i++) {
-        int rc = corio_future_add_done_callback(futures[i], gather_cb, &g);
+    size_t nts = 0;
+    for (size_t i = 0; i < n; i++)
+        nts += corio_future_loop(futures[i]) == NULL;
+    gather_hop_t *hops = NULL;
+    if (nts && !(hops = calloc(nts, sizeof *hops)))
+        return -ENOMEM;
+    for (size_t i = 0, k = 0; i < n; i++) {
+        int rc;
+        if (corio_future_loop(futures[i])) {
+            rc = corio_future_add_done_callback(futures[i], gather_cb, &g);
+        } else {
+            hops[k] = (gather_hop_t){.g = &g, .f = futures[i], .loop = t->loop};
+            rc = corio_future_add_done_callback(futures[i], gather_hop_cb, &hops[k++]);
+        }
         if (rc < 0) {
-            while (i--)
-                corio_future_remove_done_callback(futures[i], gather_cb, &g);
+            /* Unregister. A thread-safe future that completed meanwhile may
+             * have its hop on the way already: it must arrive before the
+             * hops' memory goes. Loop futures' callbacks run on this thread,
+             * so none of theirs is in flight. */
+            size_t inflight = 0;
+            for (size_t j = 0, kk = 0; j < i; j++) {
+                if (corio_future_loop(futures[j]))
+                    corio_future_remove_done_callback(futures[j], gather_cb, &g);
+                else if (corio_future_remove_done_callback(futures[j], gather_hop_cb,
+                                                           &hops[kk++]) == 0)
+                    inflight++;
+            }
+            g.n = inflight;
+            g.ndone = 0;
+            g.cancelled = true; /* nothing to cancel */
+            corio__wait_shielded(&g.w, gather_done, gather_cancel_rest, &g);
+            free(hops);
             return rc;
         }
     }
@@ -89,6 +143,7 @@ int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio
             results[i].value = (corio_value_t){NULL, 0};
             results[i].code = corio_future_result(futures[i], &results[i].value);
         }
+    free(hops);
     if (t->cancel_requests)
         return -ECANCELED;
     if (interrupted)

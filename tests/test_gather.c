@@ -3,6 +3,8 @@
  * order within one loop turn. */
 #include "sync_util.h"
 
+#include <unistd.h>
+
 #define MS CORIO_NS_PER_MS
 #define SEC CORIO_NS_PER_SEC
 
@@ -72,6 +74,50 @@ static intptr_t gather_main(void *arg)
 }
 
 static void gather_in_order(void) { CHECK_EQ(run_main(gather_main, NULL), 0); }
+
+static int pool_job(const corio_value_t *arg, corio_value_t *result)
+{
+    usleep(2000);
+    if (corio_value_as_int(*arg) < 0)
+        return (int)corio_value_as_int(*arg);
+    *result = corio_value_int(corio_value_as_int(*arg) * 2);
+    return 0;
+}
+
+/* Executor futures complete in a pool thread: gather carries each
+ * completion over to its loop. */
+static intptr_t gather_executor_main(void *arg)
+{
+    (void)arg;
+    corio_executor_t *ex;
+    CHECK_EQ(corio_thread_pool_new(&ex, &(corio_thread_pool_options_t){.max_workers = 3}), 0);
+    corio_future_t *f[5];
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(corio_executor_submit(ex, pool_job, corio_value_int(i + 1), &f[i]), 0);
+    slow_t s = {MS, 50};
+    corio_task_t *t = spawn_slow(&s);
+    f[4] = corio_task_future(t);
+    corio_outcome_t r[5];
+    CHECK_EQ(corio_gather(f, 5, 0, r), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(corio_value_as_int(r[i].value), 2 * (i + 1));
+    CHECK_EQ(corio_value_as_int(r[4].value), 50);
+    for (int i = 0; i < 4; i++)
+        corio_future_unref(f[i]);
+    /* A failing job: its error, in collect mode among the others. */
+    CHECK_EQ(corio_executor_submit(ex, pool_job, corio_value_int(-EPIPE), &f[0]), 0);
+    CHECK_EQ(corio_executor_submit(ex, pool_job, corio_value_int(5), &f[1]), 0);
+    CHECK_EQ(corio_gather(f, 2, CORIO_GATHER_COLLECT, r), 0);
+    CHECK_EQ(r[0].code, -EPIPE);
+    CHECK_EQ(corio_value_as_int(r[1].value), 10);
+    corio_future_unref(f[0]);
+    corio_future_unref(f[1]);
+    corio_task_release(t);
+    corio_executor_free(ex);
+    return 0;
+}
+
+static void gather_executor_futures(void) { CHECK_EQ(run_main(gather_executor_main, NULL), 0); }
 
 static intptr_t failing(void *arg)
 {
@@ -399,6 +445,6 @@ static intptr_t wait_main(void *arg)
 
 static void wait_on_tasks(void) { CHECK_EQ(run_main(wait_main, NULL), 0); }
 
-TEST_MAIN(CASE(gather_in_order), CASE(gather_first_error), CASE(gather_collect),
+TEST_MAIN(CASE(gather_in_order), CASE(gather_executor_futures), CASE(gather_first_error), CASE(gather_collect),
           CASE(gather_cancelled), CASE(wait_for_basic), CASE(wait_for_race_orders),
           CASE(wait_for_cancelled), CASE(shield_basic), CASE(wait_on_tasks))

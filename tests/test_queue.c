@@ -381,6 +381,48 @@ static void queue_producers_consumers(void)
         CHECK_EQ(run_main(pc_main, (void *)(intptr_t)k), 0);
 }
 
+/* Two tasks handing items back and forth forever (each handoff a direct
+ * task-to-task switch) starve neither timers nor other tasks. */
+typedef struct forever {
+    corio_queue_t *in, *out;
+    long n;
+} forever_t;
+
+static intptr_t bouncer(void *arg)
+{
+    forever_t *f = arg;
+    corio_value_t v;
+    int rc;
+    while ((rc = corio_queue_get(f->in, &v)) == 0) {
+        f->n++;
+        if (corio_queue_put(f->out, v) < 0)
+            break;
+    }
+    return rc == CORIO_EQUEUESHUTDOWN || rc == 0 ? 0 : rc;
+}
+
+static intptr_t pingpong_main(void *arg)
+{
+    (void)arg;
+    corio_queue_t *a, *b;
+    corio_queue_new(&a, CORIO_QUEUE_FIFO, 1);
+    corio_queue_new(&b, CORIO_QUEUE_FIFO, 1);
+    forever_t x = {a, b, 0}, y = {b, a, 0};
+    corio_task_t *tx = spawn(bouncer, &x), *ty = spawn(bouncer, &y);
+    CHECK_EQ(corio_queue_put(a, V(1)), 0);
+    CHECK_EQ(corio_sleep(5 * MS), 0); /* the timer fires despite the bouncing */
+    CHECK(x.n > 0 && y.n > 0);
+    corio_queue_shutdown(a, true);
+    corio_queue_shutdown(b, true);
+    CHECK_EQ(join(tx), 0);
+    CHECK_EQ(join(ty), 0);
+    corio_queue_free(a);
+    corio_queue_free(b);
+    return 0;
+}
+
+static void queue_pingpong_starves_nothing(void) { CHECK_EQ(run_main(pingpong_main, NULL), 0); }
+
 static void queue_no_task(void)
 {
     corio_queue_t *q;
@@ -396,4 +438,5 @@ static void queue_no_task(void)
 
 TEST_MAIN(CASE(queue_order), CASE(queue_maxsize), CASE(queue_join), CASE(queue_shutdown),
           CASE(queue_cancel_get_orders), CASE(queue_timeout_get_orders),
-          CASE(queue_cancel_put_orders), CASE(queue_producers_consumers), CASE(queue_no_task))
+          CASE(queue_cancel_put_orders), CASE(queue_producers_consumers),
+          CASE(queue_pingpong_starves_nothing), CASE(queue_no_task))
