@@ -188,7 +188,7 @@ int corio_queue_free(corio_queue_t *q)
 /* ---- put -------------------------------------------------------------------------- */
 
 /* Puts without waiting: hands the item to a getter, or inserts it. */
-static int put_now(corio_queue_t *q, qitem_t it)
+static inline __attribute__((always_inline)) int put_now(corio_queue_t *q, qitem_t it)
 {
     if (q->shutdown)
         return CORIO_EQUEUESHUTDOWN;

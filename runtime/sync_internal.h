@@ -41,8 +41,16 @@ static inline void corio__waitq_remove(corio_waitq_t *q, corio_waiter_t *w)
 static inline corio_waiter_t *corio__waitq_pop(corio_waitq_t *q)
 {
     corio_waiter_t *w = q->head;
-    if (w)
-        corio__waitq_remove(q, w);
+    if (w) {
+        q->head = w->next;
+        if (w->next)
+            w->next->prev = NULL;
+        else
+            q->tail = NULL;
+        w->next = NULL;
+        w->data = NULL;
+        q->n--;
+    }
     return w;
 }
 
