@@ -1,6 +1,6 @@
 /* Composition and sync benchmarks: one line per figure, `name value unit`.
  *
- *   bench_sync [lock|queue|nowait|group|all]
+ *   bench_sync [lock|queue|nowait|group|all] [round_trips]
  *
  * lock:  an uncontended corio_lock acquire + release, in a task;
  * queue: put/get ping-pong between two tasks through two queues of maxsize
@@ -16,7 +16,7 @@
 #include <string.h>
 
 #define LOCK_N 20000000L
-#define PING_N 1000000L
+static long PING_N = 1000000L;
 #define NOWAIT_N 10000000L
 #define GROUP_N 100000L
 
@@ -120,6 +120,8 @@ static intptr_t group_bench(void *arg)
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "all";
+    if (argc > 2 && atol(argv[2]) > 0)
+        PING_N = atol(argv[2]); /* round trips, for profiling */
     bool all = strcmp(what, "all") == 0;
     intptr_t rc = 0;
     if (all || strcmp(what, "lock") == 0)
