@@ -423,6 +423,116 @@ static intptr_t pingpong_main(void *arg)
 
 static void queue_pingpong_starves_nothing(void) { CHECK_EQ(run_main(pingpong_main, NULL), 0); }
 
+/* Chaos: producers and consumers through a small queue while another task
+ * cancels them at random (seeded, so reproducible). A cancelled put is
+ * retried with the same item, a cancelled get simply again: every item put
+ * arrives exactly once. */
+typedef struct chaos {
+    corio_queue_t *q;
+    corio_task_t *tasks[6];
+    int id;
+    long put_sum, got_sum, got_n;
+    long put_cancelled, get_cancelled;
+    unsigned seed;
+    bool done;
+} chaos_t;
+
+typedef struct chaos_role {
+    chaos_t *c;
+    int id;
+} chaos_role_t;
+
+static void uncancel_all(void)
+{
+    while (corio_task_uncancel(corio_current_task()) > 0)
+        ;
+}
+
+static intptr_t chaos_producer(void *arg)
+{
+    chaos_role_t *r = arg;
+    for (int i = 0; i < 300; i++) {
+        intptr_t v = r->id * 1000 + i;
+        int rc;
+        while ((rc = corio_queue_put(r->c->q, V(v))) == -ECANCELED) {
+            r->c->put_cancelled++;
+            uncancel_all();
+        }
+        CHECK_EQ(rc, 0);
+        r->c->put_sum += v;
+        if (i % 7 == 0 && corio_sleep(0) == -ECANCELED)
+            uncancel_all();
+    }
+    uncancel_all();
+    return 0;
+}
+
+static intptr_t chaos_consumer(void *arg)
+{
+    chaos_role_t *r = arg;
+    corio_value_t v;
+    for (;;) {
+        int rc = corio_queue_get(r->c->q, &v);
+        if (rc == -ECANCELED) {
+            r->c->get_cancelled++;
+            uncancel_all();
+            continue;
+        }
+        if (rc == CORIO_EQUEUESHUTDOWN)
+            break;
+        CHECK_EQ(rc, 0);
+        r->c->got_sum += corio_value_as_int(v);
+        r->c->got_n++;
+    }
+    uncancel_all();
+    return 0;
+}
+
+static intptr_t chaos_monkey(void *arg)
+{
+    chaos_t *c = arg;
+    while (!c->done) {
+        c->seed = c->seed * 1103515245u + 12345u;
+        corio_task_t *t = c->tasks[(c->seed >> 16) % 6];
+        if (!corio_task_done(t))
+            corio_task_cancel(t);
+        for (unsigned k = (c->seed >> 8) % 3; k > 0; k--)
+            corio_sleep(0);
+    }
+    return 0;
+}
+
+static intptr_t chaos_main(void *arg)
+{
+    chaos_t c = {.seed = 12345u + (unsigned)(intptr_t)arg};
+    corio_queue_new(&c.q, (corio_queue_kind_t)((intptr_t)arg % 3), 2);
+    chaos_role_t roles[6];
+    for (int i = 0; i < 6; i++) {
+        roles[i] = (chaos_role_t){&c, i};
+        c.tasks[i] = spawn(i < 3 ? chaos_producer : chaos_consumer, &roles[i]);
+    }
+    corio_task_t *m = spawn(chaos_monkey, &c);
+    /* The monkey reads the task handles: release them after it ends. */
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(corio_task_await(c.tasks[i], NULL), 0);
+    c.done = true;
+    CHECK_EQ(join(m), 0);
+    corio_queue_shutdown(c.q, false);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(join(c.tasks[i]), 0);
+    CHECK_EQ(c.got_n, 900);
+    CHECK(c.put_cancelled > 0 && c.get_cancelled > 0);
+    CHECK_EQ(c.got_sum, c.put_sum);
+    CHECK_EQ(corio_queue_free(c.q), 0);
+    return 0;
+}
+
+static void queue_chaos(void)
+{
+    for (int i = 0; i < 9; i++)
+        CHECK_EQ(run_main(chaos_main, (void *)(intptr_t)i), 0);
+}
+
 static void queue_no_task(void)
 {
     corio_queue_t *q;
@@ -439,4 +549,4 @@ static void queue_no_task(void)
 TEST_MAIN(CASE(queue_order), CASE(queue_maxsize), CASE(queue_join), CASE(queue_shutdown),
           CASE(queue_cancel_get_orders), CASE(queue_timeout_get_orders),
           CASE(queue_cancel_put_orders), CASE(queue_producers_consumers),
-          CASE(queue_pingpong_starves_nothing), CASE(queue_no_task))
+          CASE(queue_pingpong_starves_nothing), CASE(queue_chaos), CASE(queue_no_task))

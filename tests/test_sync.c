@@ -197,6 +197,104 @@ static void lock_no_task(void)
     CHECK_EQ(run_main(lock_outside_task, NULL), 0);
 }
 
+/* Chaos: tasks taking a lock (and a semaphore of 2) while another task
+ * cancels them at random (seeded). Mutual exclusion holds throughout, a
+ * cancelled acquire never holds, and both end free with nobody waiting. */
+typedef struct lock_chaos {
+    corio_lock_t lock;
+    corio_semaphore_t sem;
+    corio_task_t *tasks[5];
+    corio_task_t *holder;
+    int in_sem;
+    long entries, cancelled;
+    unsigned seed;
+    bool done;
+} lock_chaos_t;
+
+static void uncancel_all(void)
+{
+    while (corio_task_uncancel(corio_current_task()) > 0)
+        ;
+}
+
+static intptr_t lock_chaos_worker(void *arg)
+{
+    lock_chaos_t *c = arg;
+    corio_task_t *self = corio_current_task();
+    for (int i = 0; i < 200; i++) {
+        int rc;
+        while ((rc = corio_lock_acquire(&c->lock)) == -ECANCELED) {
+            c->cancelled++;
+            CHECK(c->holder != self);
+            uncancel_all();
+        }
+        CHECK_EQ(rc, 0);
+        CHECK(c->holder == NULL);
+        c->holder = self;
+        c->entries++;
+        if (corio_sleep(0) == -ECANCELED) /* cancelled while holding: still ours */
+            uncancel_all();
+        CHECK(c->holder == self);
+        c->holder = NULL;
+        CHECK_EQ(corio_lock_release(&c->lock), 0);
+        while ((rc = corio_semaphore_acquire(&c->sem)) == -ECANCELED) {
+            c->cancelled++;
+            uncancel_all();
+        }
+        CHECK_EQ(rc, 0);
+        CHECK(++c->in_sem <= 2);
+        if (corio_sleep(0) == -ECANCELED)
+            uncancel_all();
+        c->in_sem--;
+        CHECK_EQ(corio_semaphore_release(&c->sem), 0);
+    }
+    uncancel_all();
+    return 0;
+}
+
+static intptr_t lock_chaos_monkey(void *arg)
+{
+    lock_chaos_t *c = arg;
+    while (!c->done) {
+        c->seed = c->seed * 1103515245u + 12345u;
+        corio_task_t *t = c->tasks[(c->seed >> 16) % 5];
+        if (!corio_task_done(t))
+            corio_task_cancel(t);
+        for (unsigned k = (c->seed >> 8) % 3; k > 0; k--)
+            corio_sleep(0);
+    }
+    return 0;
+}
+
+static intptr_t lock_chaos_main(void *arg)
+{
+    lock_chaos_t c = {.seed = 777u + (unsigned)(intptr_t)arg};
+    corio_lock_init(&c.lock);
+    corio_bounded_semaphore_init(&c.sem, 2);
+    for (int i = 0; i < 5; i++)
+        c.tasks[i] = spawn(lock_chaos_worker, &c);
+    corio_task_t *m = spawn(lock_chaos_monkey, &c);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(corio_task_await(c.tasks[i], NULL), 0);
+    c.done = true;
+    CHECK_EQ(join(m), 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(join(c.tasks[i]), 0);
+    CHECK_EQ(c.entries, 1000);
+    CHECK(c.cancelled > 0);
+    CHECK(!corio_lock_locked(&c.lock));
+    CHECK_EQ(corio_lock_destroy(&c.lock), 0);
+    CHECK_EQ(corio_semaphore_value(&c.sem), 2);
+    CHECK_EQ(corio_semaphore_destroy(&c.sem), 0);
+    return 0;
+}
+
+static void lock_chaos(void)
+{
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(run_main(lock_chaos_main, (void *)(intptr_t)i), 0);
+}
+
 /* ---- Event ------------------------------------------------------------------ */
 
 static intptr_t event_waiter(void *arg) { return corio_event_wait(arg); }
@@ -472,6 +570,6 @@ static intptr_t barrier_main(void *arg)
 static void barrier_basic(void) { CHECK_EQ(run_main(barrier_main, NULL), 0); }
 
 TEST_MAIN(CASE(lock_fifo), CASE(lock_cancel_orders), CASE(lock_timeout_orders),
-          CASE(lock_cancelled_cleanup), CASE(lock_no_task), CASE(event_basic),
+          CASE(lock_cancelled_cleanup), CASE(lock_no_task), CASE(lock_chaos), CASE(event_basic),
           CASE(condition_basic), CASE(condition_cancel), CASE(semaphore_basic),
           CASE(barrier_basic))
