@@ -447,6 +447,96 @@ static intptr_t condition_cancel_main(void *arg)
 
 static void condition_cancel(void) { CHECK_EQ(run_main(condition_cancel_main, NULL), 0); }
 
+/* Chaos: notify(1) per item while consumers are cancelled at random: a
+ * notification a cancelled waiter received goes on to another, so no item
+ * is left behind with every consumer asleep (the case's timeout would
+ * fire). */
+typedef struct cond_chaos {
+    corio_condition_t c;
+    int items, taken;
+    corio_task_t *tasks[4];
+    unsigned seed;
+    bool done;
+} cond_chaos_t;
+
+static bool chaos_have_item(void *arg) { return ((cond_chaos_t *)arg)->items > 0; }
+
+static intptr_t cond_chaos_consumer(void *arg)
+{
+    cond_chaos_t *c = arg;
+    for (;;) {
+        if (corio_condition_acquire(&c->c) < 0) {
+            uncancel_all();
+            if (c->done)
+                return 0;
+            continue;
+        }
+        int rc = corio_condition_wait_for(&c->c, chaos_have_item, c);
+        CHECK(corio_condition_locked(&c->c)); /* held again, whatever rc */
+        if (rc == -ECANCELED) {
+            corio_condition_release(&c->c);
+            uncancel_all();
+            if (c->done)
+                return 0;
+            continue;
+        }
+        CHECK_EQ(rc, 0);
+        c->items--;
+        c->taken++;
+        corio_condition_release(&c->c);
+    }
+}
+
+static intptr_t cond_chaos_monkey(void *arg)
+{
+    cond_chaos_t *c = arg;
+    while (!c->done) {
+        c->seed = c->seed * 1103515245u + 12345u;
+        corio_task_t *t = c->tasks[(c->seed >> 16) % 4];
+        if (!corio_task_done(t))
+            corio_task_cancel(t);
+        for (unsigned k = (c->seed >> 8) % 4; k > 0; k--)
+            corio_sleep(0);
+    }
+    return 0;
+}
+
+static intptr_t cond_chaos_main(void *arg)
+{
+    cond_chaos_t c = {.seed = 99u + (unsigned)(intptr_t)arg};
+    corio_condition_init(&c.c, NULL);
+    for (int i = 0; i < 4; i++)
+        c.tasks[i] = spawn(cond_chaos_consumer, &c);
+    corio_task_t *m = spawn(cond_chaos_monkey, &c);
+    for (int i = 0; i < 400; i++) {
+        CHECK_EQ(corio_condition_acquire(&c.c), 0);
+        c.items++;
+        corio_condition_notify(&c.c, 1);
+        corio_condition_release(&c.c);
+        if (i % 3 == 0)
+            corio_sleep(0);
+    }
+    /* Every item is taken although each got a single notification. */
+    while (c.taken < 400)
+        CHECK_EQ(corio_sleep(0), 0);
+    c.done = true;
+    CHECK_EQ(join(m), 0);
+    /* The consumers wait for items that never come: cancel them to stop. */
+    for (int i = 0; i < 4; i++)
+        corio_task_cancel(c.tasks[i]);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(join(c.tasks[i]), 0);
+    CHECK_EQ(c.items, 0);
+    CHECK(!corio_condition_locked(&c.c));
+    return 0;
+}
+
+static void condition_chaos(void)
+{
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(run_main(cond_chaos_main, (void *)(intptr_t)i), 0);
+}
+
 /* ---- Semaphore -------------------------------------------------------------- */
 
 static intptr_t sem_user(void *arg)
@@ -571,5 +661,5 @@ static void barrier_basic(void) { CHECK_EQ(run_main(barrier_main, NULL), 0); }
 
 TEST_MAIN(CASE(lock_fifo), CASE(lock_cancel_orders), CASE(lock_timeout_orders),
           CASE(lock_cancelled_cleanup), CASE(lock_no_task), CASE(lock_chaos), CASE(event_basic),
-          CASE(condition_basic), CASE(condition_cancel), CASE(semaphore_basic),
+          CASE(condition_basic), CASE(condition_cancel), CASE(condition_chaos), CASE(semaphore_basic),
           CASE(barrier_basic))
