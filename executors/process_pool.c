@@ -27,11 +27,15 @@
 
 extern char **environ;
 
-/* Tasks sent ahead to a worker, so it never idles between two. */
-#define PIPELINE_DEPTH 2
+/* At most this many tasks sent ahead to a busy worker (see backlog). */
+#define PIPELINE_DEPTH 64
+/* Reads smaller than this go through a worker's staging buffer. */
+#define STAGE_SIZE 65536
 
+/* What is being written to a worker: one or more messages. */
 typedef struct outmsg {
-    char *head; /* header, function and table, one allocation */
+    char **heads; /* per message: header, function and table */
+    size_t nheads;
     struct iovec *iov;
     size_t niov, idx;
 } outmsg_t;
@@ -56,6 +60,8 @@ typedef struct proc_worker {
     bool has_out;
     outmsg_t out;
     reader_t rd;
+    char *stage; /* STAGE_SIZE bytes read ahead */
+    size_t stage_start, stage_end;
 } proc_worker_t;
 
 typedef struct process_pool {
@@ -75,6 +81,7 @@ typedef struct process_pool {
     int depth;
     int64_t retry_at; /* a failed start is retried then */
     int start_failures; /* workers that died before READY, in a row */
+    int64_t task_ns;    /* moving average of a task's time in its worker */
 } process_pool_t;
 
 static void wake_manager(process_pool_t *p)
@@ -112,27 +119,43 @@ static int pp_submit(corio_executor_t *ex, corio_job_t *job)
 
 static void out_free(outmsg_t *m)
 {
-    free(m->head);
+    for (size_t i = 0; i < m->nheads; i++)
+        free(m->heads[i]);
+    free(m->heads);
     free(m->iov);
     memset(m, 0, sizeof *m);
 }
 
+/* Room for one more message of k iovecs; the head is allocated here. */
+static char *out_grow(outmsg_t *m, size_t hsize, size_t k)
+{
+    char **heads = realloc(m->heads, (m->nheads + 1) * sizeof *heads);
+    if (!heads)
+        return NULL;
+    m->heads = heads;
+    struct iovec *iov = realloc(m->iov, (m->niov + k) * sizeof *iov);
+    if (!iov)
+        return NULL;
+    m->iov = iov;
+    char *head = calloc(1, hsize);
+    if (head)
+        m->heads[m->nheads++] = head;
+    return head;
+}
+
+/* Appends a TASK message for j; its bytes are sent from the job's copies. */
 static int encode_task(outmsg_t *m, const corio_job_t *j)
 {
     size_t hsize = sizeof(corio_wire_hdr_t) + sizeof(corio_wire_fn_t) + j->n * sizeof(corio_wire_item_t);
-    m->head = calloc(1, hsize);
-    m->iov = calloc(j->n + 1, sizeof *m->iov);
-    if (!m->head || !m->iov) {
-        out_free(m);
+    char *head = out_grow(m, hsize, j->n + 1);
+    if (!head)
         return -ENOMEM;
-    }
-    corio_wire_hdr_t *h = (corio_wire_hdr_t *)m->head;
+    corio_wire_hdr_t *h = (corio_wire_hdr_t *)head;
     corio_wire_fn_t *fn = (corio_wire_fn_t *)(h + 1);
     corio_wire_item_t *t = (corio_wire_item_t *)(fn + 1);
     *h = (corio_wire_hdr_t){CORIO_MSG_TASK, 0, j->n, hsize - sizeof *h};
     *fn = (corio_wire_fn_t){j->fn_module, 0, j->fn_offset};
-    m->iov[0] = (struct iovec){m->head, hsize};
-    m->niov = 1;
+    m->iov[m->niov++] = (struct iovec){head, hsize};
     for (size_t i = 0; i < j->n; i++) {
         t[i].len = j->args[i].len;
         t[i].value = j->args[i].len ? 0 : (uint64_t)(uintptr_t)j->args[i].ptr;
@@ -174,17 +197,15 @@ static size_t init_payload(process_pool_t *p, char *buf)
 static int encode_init(process_pool_t *p, outmsg_t *m)
 {
     size_t len = init_payload(p, NULL);
-    m->head = malloc(sizeof(corio_wire_hdr_t) + len);
-    m->iov = calloc(1, sizeof *m->iov);
-    if (!m->head || !m->iov) {
+    char *head = out_grow(m, sizeof(corio_wire_hdr_t) + len, 1);
+    if (!head) {
         out_free(m);
         return -ENOMEM;
     }
     corio_wire_hdr_t h = {CORIO_MSG_INIT, p->o.max_tasks_per_child, p->o.initializer != NULL, len};
-    memcpy(m->head, &h, sizeof h);
-    init_payload(p, m->head + sizeof h);
-    m->iov[0] = (struct iovec){m->head, sizeof h + len};
-    m->niov = 1;
+    memcpy(head, &h, sizeof h);
+    init_payload(p, head + sizeof h);
+    m->iov[m->niov++] = (struct iovec){head, sizeof h + len};
     return 0;
 }
 
@@ -279,6 +300,26 @@ static int reader_header_done(reader_t *r)
     return 0;
 }
 
+/* Copies into dst what the stage holds, refilling it with one recv: small
+ * messages cost one system call per batch, not several each. Large reads
+ * go straight to their destination. */
+static ssize_t stage_read(proc_worker_t *w, char *dst, size_t need)
+{
+    if (w->stage_start == w->stage_end) {
+        if (need >= STAGE_SIZE || !w->stage)
+            return recv(w->sock, dst, need, MSG_DONTWAIT);
+        ssize_t got = recv(w->sock, w->stage, STAGE_SIZE, MSG_DONTWAIT);
+        if (got <= 0)
+            return got;
+        w->stage_start = 0;
+        w->stage_end = (size_t)got;
+    }
+    size_t n = w->stage_end - w->stage_start < need ? w->stage_end - w->stage_start : need;
+    memcpy(dst, w->stage + w->stage_start, n);
+    w->stage_start += n;
+    return (ssize_t)n;
+}
+
 /* Reads what is there. Returns 1 with a complete message in w->rd, 0 when
  * the socket has no more for now, -1 on EOF or error. */
 static int read_some(proc_worker_t *w)
@@ -290,7 +331,7 @@ static int read_some(proc_worker_t *w)
         int rc = reader_target(r, &dst, &need);
         if (rc != 0)
             return rc > 0 ? 1 : -1;
-        ssize_t got = recv(w->sock, dst, need, MSG_DONTWAIT);
+        ssize_t got = stage_read(w, dst, need);
         if (got < 0 && (errno == EAGAIN || errno == EINTR))
             return 0;
         if (got <= 0)
@@ -384,6 +425,8 @@ static int start_worker(process_pool_t *p, proc_worker_t *w)
     }
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     memset(&w->rd, 0, sizeof w->rd);
+    w->stage = malloc(STAGE_SIZE); /* without it, reads go direct */
+    w->stage_start = w->stage_end = 0;
     w->sock = sv[0];
     w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     w->has_out = true;
@@ -453,6 +496,9 @@ static void close_worker(process_pool_t *p, proc_worker_t *w)
         out_free(&w->out);
     w->has_out = false;
     reader_reset(&w->rd);
+    free(w->stage);
+    w->stage = NULL;
+    w->stage_start = w->stage_end = 0;
     close(w->sock);
     if (w->pidfd >= 0)
         close(w->pidfd);
@@ -508,7 +554,9 @@ static void deliver(process_pool_t *p, proc_worker_t *w)
     } else if (r->hdr.type == CORIO_MSG_RESULT && w->ninflight > 0) {
         corio_job_t *j = w->inflight[0];
         memmove(w->inflight, w->inflight + 1, (size_t)--w->ninflight * sizeof *w->inflight);
-        w->head_started = corio_now();
+        int64_t now = corio_now(), took = now - w->head_started;
+        p->task_ns = p->task_ns ? (7 * p->task_ns + took) / 8 : took + 1;
+        w->head_started = now;
         if (r->hdr.n == j->n) {
             corio__job_finish(j, r->items);
             free(r->items);
@@ -525,13 +573,16 @@ static void deliver(process_pool_t *p, proc_worker_t *w)
 static void dispatch(process_pool_t *p, proc_worker_t *w, int depth)
 {
     int max = p->o.max_tasks_per_child;
-    while (w->pid && !w->eof && !w->has_out && w->ninflight < depth &&
+    bool batched = false;
+    if (w->has_out)
+        return;
+    while (w->pid && !w->eof && w->ninflight < depth &&
            (max <= 0 || w->sent < max)) {
         pthread_mutex_lock(&p->mu);
         corio_job_t *j = p->broken ? NULL : corio__jq_pop(&p->q);
         pthread_mutex_unlock(&p->mu);
         if (!j)
-            return;
+            break;
         if (corio_future_running(j->fut) == false &&
             corio_future_set_running_or_notify_cancel(j->fut) != 0) {
             corio__job_free(j);
@@ -544,8 +595,12 @@ static void dispatch(process_pool_t *p, proc_worker_t *w, int depth)
         if (w->ninflight == 0)
             w->head_started = corio_now();
         w->inflight[w->ninflight++] = j;
-        w->has_out = true;
         w->sent++;
+        batched = true;
+    }
+    /* The jobs taken in this call leave in one write. */
+    if (batched) {
+        w->has_out = true;
         if (flush_out(w) < 0)
             w->eof = true;
     }
@@ -625,15 +680,21 @@ static nfds_t build_pollset(process_pool_t *p, struct pollfd *pfd, int *who)
     return n;
 }
 
-/* Sending a task ahead to a busy worker saves its idle time between
- * tasks, but the task then waits behind the running one even if another
- * worker frees up: done only when more jobs are queued than workers. */
-static bool backlog(process_pool_t *p)
+/* How many tasks a busy worker may hold. Sending tasks ahead saves the
+ * worker's idle time between them and batches system calls, but a task
+ * sent ahead waits behind the running one even if another worker frees
+ * up, and can no longer be cancelled: so only for short tasks (under a
+ * millisecond on average), when more jobs are queued than workers, and
+ * each worker gets at most its share of the queue. */
+static int backlog(process_pool_t *p)
 {
+    if (p->task_ns == 0 || p->task_ns > CORIO_NS_PER_MS)
+        return 1;
     pthread_mutex_lock(&p->mu);
-    bool many = p->q.len > (size_t)p->base.max_workers;
+    size_t q = p->q.len, n = (size_t)p->base.max_workers;
     pthread_mutex_unlock(&p->mu);
-    return many;
+    size_t share = q <= n ? 1 : q / n + 1;
+    return share < (size_t)p->depth ? (int)share : p->depth;
 }
 
 /* True when a ready worker could take a job now. */
@@ -656,13 +717,10 @@ static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
     pthread_mutex_unlock(&p->mu);
     if (replace)
         start_missing(p);
+    int depth = backlog(p);
     for (int i = 0; i < p->base.max_workers; i++)
         if (p->workers[i].ready)
-            dispatch(p, &p->workers[i], 1);
-    if (p->depth > 1 && backlog(p))
-        for (int i = 0; i < p->base.max_workers; i++)
-            if (p->workers[i].ready)
-                dispatch(p, &p->workers[i], p->depth);
+            dispatch(p, &p->workers[i], depth);
     int64_t now = corio_now(), next = CORIO_NEVER;
     check_deadlines(p, now, &next);
     if (p->retry_at && p->retry_at < next)

@@ -98,19 +98,49 @@ typedef struct worker {
     int max_tasks;
 } worker_t;
 
+/* The worker reads ahead and writes small results in batches, so a
+ * stream of small tasks costs a few system calls per batch, not per task.
+ * Only the worker's main thread uses these. */
+#define WORKER_BUF 65536
+static char g_in[WORKER_BUF];
+static size_t g_in_start, g_in_end;
+static char *g_out;
+static size_t g_out_len, g_out_cap;
+
 static int read_full(int fd, void *buf, size_t len)
 {
     char *p = buf;
     while (len) {
-        ssize_t r = recv(fd, p, len, 0);
+        if (g_in_start < g_in_end) {
+            size_t n = g_in_end - g_in_start < len ? g_in_end - g_in_start : len;
+            memcpy(p, g_in + g_in_start, n);
+            g_in_start += n;
+            p += n;
+            len -= n;
+            continue;
+        }
+        bool direct = len >= WORKER_BUF;
+        ssize_t r = recv(fd, direct ? p : g_in, direct ? len : WORKER_BUF, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             return -1;
-        p += r;
-        len -= (size_t)r;
+        if (direct) {
+            p += r;
+            len -= (size_t)r;
+        } else {
+            g_in_start = 0;
+            g_in_end = (size_t)r;
+        }
     }
     return 0;
+}
+
+/* True when another task is already readable. */
+static bool input_pending(int fd)
+{
+    char c;
+    return g_in_start < g_in_end || recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 static int write_iov(int fd, struct iovec *iov, size_t niov)
@@ -133,6 +163,36 @@ static int write_iov(int fd, struct iovec *iov, size_t niov)
         }
     }
     return 0;
+}
+
+static int out_flush(int fd)
+{
+    struct iovec iov = {g_out, g_out_len};
+    g_out_len = 0;
+    return iov.iov_len ? write_iov(fd, &iov, 1) : 0;
+}
+
+/* Queues a small message (copied), or flushes and writes a large one. */
+static int out_send(int fd, struct iovec *iov, size_t niov, size_t total)
+{
+    if (total >= WORKER_BUF) {
+        if (out_flush(fd) < 0)
+            return -1;
+        return write_iov(fd, iov, niov);
+    }
+    if (g_out_len + total > g_out_cap) {
+        size_t cap = (g_out_len + total) * 2;
+        char *n = realloc(g_out, cap);
+        if (!n)
+            return -1;
+        g_out = n;
+        g_out_cap = cap;
+    }
+    for (size_t i = 0; i < niov; i++) {
+        memcpy(g_out + g_out_len, iov[i].iov_base, iov[i].iov_len);
+        g_out_len += iov[i].iov_len;
+    }
+    return g_out_len >= 4 * WORKER_BUF ? out_flush(fd) : 0;
 }
 
 static _Noreturn void worker_exit(int status)
@@ -208,7 +268,7 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     }
     iov[0] = (struct iovec){&h, sizeof h};
     iov[1] = (struct iovec){t, n * sizeof *t};
-    int rc = write_iov(w->sock, iov, niov);
+    int rc = out_send(w->sock, iov, niov, sizeof h + h.len);
     for (size_t i = 0; i < n; i++)
         if (res[i].len)
             free(res[i].ptr);
@@ -309,7 +369,10 @@ _Noreturn void corio__worker_main(int sock, int lifeline)
             worker_exit(0);
         if (handle_task(&w, &h) < 0)
             worker_exit(0);
+        if (!input_pending(sock) && out_flush(sock) < 0)
+            worker_exit(0);
     }
+    out_flush(sock);
     worker_exit(0);
 }
 
