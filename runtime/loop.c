@@ -75,8 +75,17 @@ static int ring_init(corio_loop_t *loop, unsigned entries)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_SUBMIT_ALL;
+    /* A loop's ring is used by its own thread only, so completions can wait
+     * for the thread's next io_uring_enter instead of interrupting it with
+     * task work (COOP_TASKRUN, DEFER_TASKRUN: kernel 6.1). */
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+              IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(entries, &loop->ring, &p);
+    if (rc == -EINVAL) { /* kernels before 6.1 */
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_SUBMIT_ALL;
+        rc = io_uring_queue_init_params(entries, &loop->ring, &p);
+    }
     if (rc == -EINVAL) { /* kernels before 5.18 */
         memset(&p, 0, sizeof p);
         rc = io_uring_queue_init_params(entries, &loop->ring, &p);
@@ -292,6 +301,11 @@ static void wait_completions(corio_loop_t *loop, int64_t timeout)
     if (timeout == 0) {
         if (io_uring_sq_ready(&loop->ring))
             ring_submit(loop);
+        /* Deferred task work (completions not yet posted) runs only inside
+         * io_uring_enter: without this, a loop that never sleeps would
+         * never see them. */
+        else if (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_TASKRUN)
+            io_uring_get_events(&loop->ring);
         reap(loop);
         return;
     }
