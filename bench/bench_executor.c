@@ -6,6 +6,7 @@
 #include "corio.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,13 +116,14 @@ static uint64_t checksum_bytes(corio_value_t v)
     return s;
 }
 
-/* Two chunks, one per worker, as factorize.py splits the list. */
+/* Chunks of 10 numbers: the two workers share the list evenly even when
+ * other programs take CPU time from one of them. */
 static double factorize_pool(corio_executor_t *ex, const corio_value_t *nums, size_t n,
                              uint64_t *checksum)
 {
     int64_t t0 = corio_now();
     corio_map_iter_t *it;
-    int rc = corio_executor_map(ex, factorize_task, nums, n, (n + 1) / 2, -1, &it);
+    int rc = corio_executor_map(ex, factorize_task, nums, n, 10, -1, &it);
     if (rc < 0)
         die("map", rc);
     corio_value_t v;
@@ -136,8 +138,36 @@ static double factorize_pool(corio_executor_t *ex, const corio_value_t *nums, si
     return seconds_since(t0);
 }
 
+static volatile uint64_t sink;
+
+static void *spin(void *arg)
+{
+    uint64_t x = 1;
+    for (long i = 0; i < (long)(intptr_t)arg; i++)
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    sink = x;
+    return NULL;
+}
+
+/* What two threads can get on this machine right now: the same busy loop
+ * alone and split over two threads. Other programs' load shows here. */
+static void bench_parallel_capacity(void)
+{
+    long n = 200000000;
+    int64_t t0 = corio_now();
+    spin((void *)(intptr_t)n);
+    double serial = seconds_since(t0);
+    pthread_t t;
+    t0 = corio_now();
+    pthread_create(&t, NULL, spin, (void *)(intptr_t)(n / 2));
+    spin((void *)(intptr_t)(n / 2));
+    pthread_join(t, NULL);
+    printf("cpu_parallel_speedup_2 %.2f x\n", serial / seconds_since(t0));
+}
+
 static void bench_factorize(size_t count)
 {
+    bench_parallel_capacity();
     corio_value_t *nums = malloc(count * sizeof *nums);
     for (size_t i = 0; i < count; i++)
         nums[i] = corio_value_int((intptr_t)(9999999999999LL + 2 * (long long)i));
