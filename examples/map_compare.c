@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define SUM_MOD (UINT64_C(1) << 61) /* as the Python original prints it */
-#define SPIN_ROUNDS 64
+#define SPIN_ROUNDS 200
 
 typedef enum kind { SEQUENTIAL, THREADS, PROCESSES } kind_t;
 static const char *const kind_name[] = {"sequential", "threads", "processes"};
@@ -108,11 +108,32 @@ static void fail(const char *what, double rc)
     exit(1);
 }
 
-/* The main comparison for one function; returns the best pool's seconds. */
-static double compare(const char *name, corio_executor_fn fn, corio_executor_t **pools,
-                      const corio_value_t *in, size_t n, size_t chunk, intptr_t *ref)
+/* Why the pools won or lost, from the measurements. handoff_ns is what
+ * handing one item to the thread pool and back cost for square, whose own
+ * work is next to nothing. */
+static void verdict(double seq_ns, double best, double seq, double handoff_ns)
 {
-    double seq = timed_sequential(fn, in, n, ref);
+    double load[1] = {0};
+    if (best < seq)
+        printf("  -> parallel wins: %.0f ns of work per item outweighs handing it over.\n",
+               seq_ns);
+    else if (handoff_ns > 0 && seq_ns > 2 * handoff_ns && getloadavg(load, 1) == 1)
+        printf("  -> parallel loses, yet the work (%.0f ns/item) outweighs the hand-off\n"
+               "     (%.0f ns/item): the CPUs are busy with other programs (load %.1f).\n",
+               seq_ns, handoff_ns, load[0]);
+    else
+        printf("  -> parallel loses: computing an item takes %.1f ns, less than copying it\n"
+               "     to a worker and its result back, so the copying is the work now.\n",
+               seq_ns);
+}
+
+/* The main comparison for one function; returns the thread pool's cost per
+ * item in ns. */
+static double compare(const char *name, corio_executor_fn fn, corio_executor_t **pools,
+                      const corio_value_t *in, size_t n, size_t chunk, intptr_t *ref,
+                      double handoff_ns)
+{
+    double seq = timed_sequential(fn, in, n, ref), per_item[3] = {0, 0, 0};
     row(name, SEQUENTIAL, 0, seq, seq, n);
     double best = seq;
     for (kind_t k = THREADS; k <= PROCESSES; k++) {
@@ -121,15 +142,10 @@ static double compare(const char *name, corio_executor_fn fn, corio_executor_t *
             fail(kind_name[k], s);
         row(name, k, chunk, s, seq, n);
         best = s < best ? s : best;
+        per_item[k] = s * 1e9 / (double)n;
     }
-    if (best < seq)
-        printf("  -> parallel wins: %.0f ns of work per item outweighs handing it over.\n",
-               seq * 1e9 / (double)n);
-    else
-        printf("  -> parallel loses: computing an item takes %.1f ns, less than copying it\n"
-               "     to a worker and its result back, so the copying is the work now.\n",
-               seq * 1e9 / (double)n);
-    return best;
+    verdict(seq * 1e9 / (double)n, best, seq, handoff_ns);
+    return per_item[THREADS];
 }
 
 /* The effect of chunksize: every chunk is one submission, one trip to a
@@ -187,15 +203,18 @@ int main(int argc, char **argv)
                "timings come out worse than on an idle machine.\n\n", load[0]);
     printf("%-7s %-11s %10s %9s %9s %9s\n", "fn", "mode", "chunksize", "seconds", "ns/item",
            "speedup");
-    compare("spin", spin, pools, in, n, chunk, ref);
-    compare("square", square, pools, in, n, chunk, ref);
-
+    /* square first: its pooled cost per item is the hand-off alone. */
+    double handoff = compare("square", square, pools, in, n, chunk, ref, 0);
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++)
         sum = (sum + (uint64_t)ref[i] % SUM_MOD) % SUM_MOD;
-    printf("results: identical in every mode\nsum %llu\n", (unsigned long long)sum);
+    compare("spin", spin, pools, in, n, chunk, ref, handoff);
+    printf("results: identical in every mode\nsum of the squares %% 2**61: %llu\n",
+           (unsigned long long)sum);
 
-    chunk_table(pools, in, n < 20000 ? n : 20000, ref);
+    size_t small = n < 20000 ? n : 20000;
+    sequential(square, in, small, ref); /* ref holds spin's results now */
+    chunk_table(pools, in, small, ref);
     corio_executor_free(pools[THREADS]);
     corio_executor_free(pools[PROCESSES]);
     free(in);

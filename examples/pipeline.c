@@ -50,15 +50,28 @@ static const corio_executor_fn stages[3] = {stage1, stage2, stage3};
 
 /* ---- 1. three process pools chained by done-callbacks ---------------------- */
 
+static void on_stage_done(corio_future_t *f, void *arg);
+
 /* Shared by the callbacks, which run in the pools' threads. */
 static struct classic {
     corio_executor_t *pools[3];
+    corio_future_t **futures[3]; /* per stage and item, released at the end */
     pthread_mutex_t mu;
     pthread_cond_t all_done;
     size_t collected, n;
     int64_t sum;
     int error;
 } g;
+
+/* Submits item's value to stage s and chains the next callback. */
+static int chain(size_t item, int s, corio_value_t v)
+{
+    int rc = corio_executor_submit(g.pools[s], stages[s], v, &g.futures[s][item]);
+    if (rc == 0)
+        rc = corio_future_add_done_callback(g.futures[s][item], on_stage_done,
+                                            (void *)(uintptr_t)(item * 4 + (size_t)s + 1));
+    return rc;
+}
 
 static void finish_item(int64_t value, int error)
 {
@@ -71,22 +84,21 @@ static void finish_item(int64_t value, int error)
     pthread_mutex_unlock(&g.mu);
 }
 
-/* The one callback for every stage: arg is the index of the next stage. */
+/* The one callback for every stage; arg holds the item and the next stage.
+ * It keeps its reference to f: a callback added to a future that is done
+ * already runs inside corio_future_add_done_callback, and dropping the last
+ * reference there would free f under that call. */
 static void on_stage_done(corio_future_t *f, void *arg)
 {
-    intptr_t next = (intptr_t)arg;
+    size_t item = (uintptr_t)arg / 4;
+    int next = (int)((uintptr_t)arg % 4);
     corio_value_t v;
     int rc = corio_future_result(f, &v);
-    /* The completing thread holds its own reference while callbacks run. */
-    corio_future_unref(f);
     if (rc < 0 || next == 3) {
         finish_item(rc < 0 ? 0 : corio_value_as_int(v), rc);
         return;
     }
-    corio_future_t *nf;
-    rc = corio_executor_submit(g.pools[next], stages[next], v, &nf);
-    if (rc == 0)
-        rc = corio_future_add_done_callback(nf, on_stage_done, (void *)(next + 1));
+    rc = chain(item, next, v);
     if (rc < 0)
         finish_item(0, rc);
 }
@@ -97,15 +109,15 @@ static int run_classic(size_t n, double *seconds)
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.all_done, NULL);
     corio_process_pool_options_t o = {.max_workers = 1};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        if (!(g.futures[i] = calloc(n, sizeof(corio_future_t *))))
+            return -ENOMEM;
         if ((g.error = corio_process_pool_new(&g.pools[i], &o)) < 0)
             return g.error;
+    }
     int64_t t0 = corio_now();
     for (size_t i = 0; i < n; i++) {
-        corio_future_t *f;
-        int rc = corio_executor_submit(g.pools[0], stage1, corio_value_int((intptr_t)i), &f);
-        if (rc == 0)
-            rc = corio_future_add_done_callback(f, on_stage_done, (void *)1);
+        int rc = chain(i, 0, corio_value_int((intptr_t)i));
         if (rc < 0)
             finish_item(0, rc);
     }
@@ -117,6 +129,12 @@ static int run_classic(size_t n, double *seconds)
     /* In stage order: a pool is shut down only once nothing more can reach it. */
     for (int i = 0; i < 3; i++)
         corio_executor_free(g.pools[i]);
+    for (int i = 0; i < 3; i++) {
+        for (size_t k = 0; k < n; k++)
+            if (g.futures[i][k])
+                corio_future_unref(g.futures[i][k]);
+        free(g.futures[i]);
+    }
     return g.error;
 }
 

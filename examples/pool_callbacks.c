@@ -7,7 +7,9 @@
  *     pool.apply_async(cube, (x,), callback=got_one)
  * In corio, map is corio_executor_map; the async forms are submits whose
  * futures carry done-callbacks, which run in the pool's thread as each
- * result arrives, while the main thread is free.
+ * result arrives, while the main thread is free. The callbacks never drop
+ * the future's reference: one added to a future that is done already runs
+ * inside corio_future_add_done_callback, which still uses the future after.
  *
  *   pool_callbacks [--n N] [--workers W] */
 #include <corio.h>
@@ -84,6 +86,7 @@ typedef struct map_async {
 typedef struct slot {
     map_async_t *m;
     size_t index;
+    corio_future_t *f; /* released after the wait, never in a callback */
 } slot_t;
 
 /* The user's callback: it sees the list only when every item is in. */
@@ -100,7 +103,6 @@ static void on_square(corio_future_t *f, void *arg)
     corio_value_t v = {0};
     corio_future_result(f, &v);
     s->m->results[s->index] = corio_value_as_int(v);
-    corio_future_unref(f);
     /* The last item in delivers the list; acq_rel orders every slot's
      * write before the reader. */
     if (atomic_fetch_sub_explicit(&s->m->left, 1, memory_order_acq_rel) == 1) {
@@ -118,14 +120,15 @@ static int64_t do_map_async(corio_executor_t *ex, size_t n)
         return -1;
     atomic_init(&m.left, n);
     for (size_t i = 0; i < n; i++) {
-        corio_future_t *f;
-        slots[i] = (slot_t){&m, i};
-        if (corio_executor_submit(ex, square, corio_value_int((intptr_t)i), &f) < 0 ||
-            corio_future_add_done_callback(f, on_square, &slots[i]) < 0)
+        slots[i] = (slot_t){&m, i, NULL};
+        if (corio_executor_submit(ex, square, corio_value_int((intptr_t)i), &slots[i].f) < 0 ||
+            corio_future_add_done_callback(slots[i].f, on_square, &slots[i]) < 0)
             return -1;
     }
     printf("map_async: %zu submitted, main thread free meanwhile\n", n);
     latch_wait(&m.done);
+    for (size_t i = 0; i < n; i++)
+        corio_future_unref(slots[i].f);
     free(slots);
     free(m.results);
     return m.sum;
@@ -145,7 +148,6 @@ static void got_one(corio_future_t *f, void *arg)
     apply_async_t *a = arg;
     corio_value_t v = {0};
     corio_future_result(f, &v);
-    corio_future_unref(f);
     pthread_mutex_lock(&a->mu);
     a->order[a->got++] = corio_value_as_int(v);
     pthread_mutex_unlock(&a->mu);
@@ -156,13 +158,15 @@ static int64_t do_apply_async(corio_executor_t *ex)
 {
     apply_async_t a = {.mu = PTHREAD_MUTEX_INITIALIZER,
                        .done = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, APPLY_COUNT}};
+    corio_future_t *fs[APPLY_COUNT];
     for (int x = 0; x < APPLY_COUNT; x++) {
-        corio_future_t *f;
-        if (corio_executor_submit(ex, cube, corio_value_int(x), &f) < 0 ||
-            corio_future_add_done_callback(f, got_one, &a) < 0)
+        if (corio_executor_submit(ex, cube, corio_value_int(x), &fs[x]) < 0 ||
+            corio_future_add_done_callback(fs[x], got_one, &a) < 0)
             return -1;
     }
     latch_wait(&a.done);
+    for (int x = 0; x < APPLY_COUNT; x++)
+        corio_future_unref(fs[x]);
     int64_t sum = 0;
     printf("apply_async: results in the order their callbacks ran:");
     for (int i = 0; i < APPLY_COUNT; i++) {
