@@ -7,7 +7,13 @@
  * runs inside the loop's reaping, where submitting is not allowed (a full SQ
  * would reap recursively), so it only records the result and schedules
  * `kick` to submit the next send on the ready queue. The stream's memory is
- * released only when no send is in flight. */
+ * released only when no send is in flight.
+ *
+ * Coalescing: until the loop hands the SQ to the kernel (the kernel reads
+ * an SQE only inside io_uring_enter; corio uses no SQ polling thread), the
+ * send's SQE can still be changed. Writes made meanwhile, in the same turn,
+ * are appended to `out` itself and the SQE's address and length updated,
+ * so a response header and its body leave in one send. */
 #include "internal.h"
 #include "corio/stream.h"
 
@@ -40,6 +46,8 @@ struct corio_stream {
     /* writing */
     wbuf_t out, pend;
     corio_op_t send_op;
+    struct io_uring_sqe *sqe; /* the send's SQE, while it may be unsubmitted */
+    unsigned sqe_idx;         /* its position in the SQ ring */
     corio_handle_t kick;
     bool sending, eof_wanted, eof_sent;
     int werr;
@@ -223,6 +231,8 @@ static void start_send(corio_stream_t *s)
         return;
     }
     io_uring_prep_send(sqe, s->fd, s->out.p + s->out.start, n, MSG_NOSIGNAL);
+    s->sqe = sqe;
+    s->sqe_idx = s->loop->ring.sq.sqe_tail - 1;
     s->send_op.complete = send_complete;
     io_uring_sqe_set_data(sqe, &s->send_op);
     corio__op_started(s->loop);
@@ -247,6 +257,7 @@ static void send_complete(corio_op_t *op, int res, uint32_t flags)
     (void)flags;
     corio_stream_t *s = corio_container_of(op, corio_stream_t, send_op);
     s->sending = false;
+    s->sqe = NULL;
     if (s->aborted) {
         s->out.start = s->out.end = 0;
         finish_close(s);
@@ -298,6 +309,33 @@ static int wbuf_append(wbuf_t *b, const void *p, size_t n)
     return 0;
 }
 
+/* The send's SQE when the kernel has not read it yet, else NULL. */
+static struct io_uring_sqe *unsubmitted_sqe(corio_stream_t *s)
+{
+    if (!s->sending || !s->sqe)
+        return NULL;
+    const struct io_uring_sq *sq = &s->loop->ring.sq;
+    if (s->sqe_idx - sq->sqe_head < sq->sqe_tail - sq->sqe_head)
+        return s->sqe;
+    s->sqe = NULL;
+    return NULL;
+}
+
+/* Where new bytes go: the unsubmitted send's own buffer, or pend. */
+static wbuf_t *write_target(corio_stream_t *s)
+{
+    return unsubmitted_sqe(s) ? &s->out : &s->pend;
+}
+
+/* After appending to out: the unsubmitted SQE covers the new bytes. */
+static void update_sqe(corio_stream_t *s, wbuf_t *b)
+{
+    if (b != &s->out)
+        return;
+    s->sqe->addr = (uint64_t)(uintptr_t)(s->out.p + s->out.start);
+    s->sqe->len = (uint32_t)(s->out.end - s->out.start);
+}
+
 int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
 {
     if (!s || (!buf && n))
@@ -308,9 +346,13 @@ int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
         return -EPIPE;
     if (n == 0)
         return 0;
-    int rc = wbuf_append(&s->pend, buf, n);
+    wbuf_t *b = write_target(s);
+    if (b == &s->out && s->out.end - s->out.start + n > UINT32_MAX)
+        b = &s->pend;
+    int rc = wbuf_append(b, buf, n);
     if (rc < 0)
         return rc;
+    update_sqe(s, b);
     start_send(s);
     return s->werr;
 }
@@ -400,13 +442,14 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
     while (done < count) {
         size_t n = count - done < 65536 ? count - done : 65536;
         /* Page-cached data is read straight into the pending buffer. */
-        int r = wbuf_append(&s->pend, NULL, n);
+        wbuf_t *b = write_target(s);
+        int r = wbuf_append(b, NULL, n);
         if (r < 0) {
             rc = r;
             break;
         }
-        s->pend.end -= n;
-        struct iovec iov = {s->pend.p + s->pend.end, n};
+        b->end -= n;
+        struct iovec iov = {b->p + b->end, n};
         ssize_t got = preadv2(fd, &iov, 1, offset + (off_t)done, RWF_NOWAIT);
         if (got < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
             /* Not cached: the ring reads into a buffer of our own, since
@@ -417,16 +460,19 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
             }
             got = read_ring(s, fd, tmp, n, offset + (off_t)done, deadline);
             if (got > 0) {
-                r = wbuf_append(&s->pend, tmp, (size_t)got);
+                b = write_target(s); /* the loop may have submitted meanwhile */
+                r = wbuf_append(b, tmp, (size_t)got);
                 if (r < 0) {
                     rc = r;
                     break;
                 }
+                update_sqe(s, b);
             }
         } else if (got < 0) {
             got = -errno;
         } else {
-            s->pend.end += (size_t)got;
+            b->end += (size_t)got;
+            update_sqe(s, b);
         }
         if (got < 0) {
             rc = got;
