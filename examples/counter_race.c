@@ -110,7 +110,7 @@ static int run(shared_t *s, int workers, bool processes)
 int main(int argc, char **argv)
 {
     int workers = 2;
-    long iters = 2000000;
+    long iters = 5000000;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--workers") == 0)
             workers = atoi(argv[i + 1]);

@@ -48,7 +48,7 @@ for name in "${examples[@]}"; do
     fi
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     secs=$(printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10)))
-    line=$(grep -E -m1 "${key[$name]}" "$out/$name.txt" | sed 's/^ *//; s/  */ /g' | cut -c1-58)
+    line=$(grep -E "${key[$name]}" "$out/$name.txt" | tail -1 | sed 's/^ *//; s/  */ /g' | cut -c1-58)
     rows+=("$(printf '%-18s %7s  %-6s %s' "$name" "$secs" "$status" "$line")")
 done
 
