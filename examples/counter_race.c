@@ -144,6 +144,9 @@ int main(int argc, char **argv)
         }
     printf("lost updates without a lock: threads %ld, processes %ld; with one: 0\n", lost[0],
            lost[1]);
+    if (lost[0] == 0 || lost[1] == 0)
+        printf("(none lost means those workers did not overlap this time: on a busy\n"
+               "machine the scheduler may run them one after the other. Run it again.)\n");
     printf("\nUnlocked, an increment is a load then a store: two workers that load the\n"
            "same value both store value + 1 and one update is lost. The lock makes the\n"
            "pair one step, so the locked totals are exact (and slower: every increment\n"
