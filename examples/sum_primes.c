@@ -142,17 +142,17 @@ int main(int argc, char **argv)
     int64_t start = 100000, stop = 2500000, step = 100000;
     int workers = 2;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (strcmp(a, "--trial") == 0)
             g_trial = true;
-        else if (strcmp(a, "--start") == 0 && ++i)
-            start = strtoll(v, NULL, 10);
-        else if (strcmp(a, "--stop") == 0 && ++i)
-            stop = strtoll(v, NULL, 10);
-        else if (strcmp(a, "--step") == 0 && ++i)
-            step = strtoll(v, NULL, 10);
-        else if (strcmp(a, "--workers") == 0 && ++i)
-            workers = atoi(v);
+        else if (strcmp(a, "--start") == 0)
+            start = strtoll(v, NULL, 10), i++;
+        else if (strcmp(a, "--stop") == 0)
+            stop = strtoll(v, NULL, 10), i++;
+        else if (strcmp(a, "--step") == 0)
+            step = strtoll(v, NULL, 10), i++;
+        else if (strcmp(a, "--workers") == 0)
+            workers = atoi(v), i++;
     }
     if (step <= 0 || start < 0 || stop <= start || workers <= 0) {
         fprintf(stderr, "usage: sum_primes [--start A] [--stop B] [--step C>0] "
