@@ -1,5 +1,11 @@
 /* ThreadPoolExecutor: one locked FIFO of jobs; a worker thread is started
- * when a job arrives and no worker is idle, up to max_workers. */
+ * when a job arrives and no worker is idle, up to max_workers.
+ *
+ * Wake-ups cost more than tiny tasks: while tasks are short (a moving
+ * average under 20 us), a job is left to the workers already awake unless
+ * the queue grows long, and a worker that takes a batch and sees more
+ * queued wakes one idle peer, so sleeping workers join per batch, not per
+ * task. Long tasks wake a worker for every job, as Python does. */
 #include "executor_internal.h"
 
 #include <errno.h>
@@ -7,19 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct thread_pool {
+typedef struct thread_pool thread_pool_t;
+
+typedef struct tp_worker {
+    thread_pool_t *p;
+    pthread_t thread;
+    atomic_llong busy_since; /* when its current batch started; 0 idle */
+} tp_worker_t;
+
+struct thread_pool {
     corio_executor_t base;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* jobs or shutdown */
     corio_job_queue_t q;
-    pthread_t *threads;
+    tp_worker_t *threads;
     int nthreads, nidle, nlive;
     bool shutdown, broken;
     atomic_llong task_ns; /* moving average of a task's run time */
     corio_initializer_fn initializer;
     corio_value_t initarg;
     char prefix[16];
-} thread_pool_t;
+};
 
 /* Fails every queued job; called with the lock held. */
 static void fail_queued(thread_pool_t *p, int code, const char *msg)
@@ -40,13 +54,39 @@ static bool run_initializer(thread_pool_t *p)
     return false;
 }
 
+static bool tasks_short(thread_pool_t *p)
+{
+    long long ns = atomic_load_explicit(&p->task_ns, memory_order_relaxed);
+    return ns > 0 && ns <= 20000;
+}
+
+/* True when some awake worker will take a new job soon: it is between
+ * batches, or its batch has run less than a millisecond. */
+static bool worker_soon_free(thread_pool_t *p)
+{
+    int64_t now = corio_now();
+    for (int i = 0; i < p->nthreads; i++) {
+        long long t = atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed);
+        if (t == 0 || (t > 0 && now - t < CORIO_NS_PER_MS))
+            return true;
+    }
+    return false;
+}
+
+/* True when a job just queued needs another worker; lock held. */
+static bool needs_worker(thread_pool_t *p)
+{
+    int awake = p->nlive - p->nidle;
+    return awake <= 0 || !tasks_short(p) || p->q.len > (size_t)awake * 64 ||
+           !worker_soon_free(p);
+}
+
 /* How many queued jobs a worker takes at once; called with the lock held.
  * Taking several saves lock round trips for tiny tasks; a long task would
  * hold the others back from idle workers, so only when tasks are short. */
 static size_t batch_size(thread_pool_t *p)
 {
-    long long ns = atomic_load_explicit(&p->task_ns, memory_order_relaxed);
-    if (ns == 0 || ns > 20000 || p->q.len < 4 * (size_t)p->nthreads)
+    if (!tasks_short(p) || p->q.len < 4 * (size_t)p->nthreads)
         return 1;
     size_t share = p->q.len / (2 * (size_t)p->nthreads);
     return share < 32 ? share : 32;
@@ -69,7 +109,8 @@ static void run_jobs(thread_pool_t *p, corio_job_t *j)
 
 static void *worker_main(void *arg)
 {
-    thread_pool_t *p = arg;
+    tp_worker_t *self = arg;
+    thread_pool_t *p = self->p;
     if (run_initializer(p)) {
         pthread_mutex_lock(&p->mu);
         for (;;) {
@@ -77,21 +118,28 @@ static void *worker_main(void *arg)
                 break;
             if (!p->q.head) {
                 p->nidle++;
+                atomic_store_explicit(&self->busy_since, -1, memory_order_relaxed);
                 pthread_cond_wait(&p->cv, &p->mu);
+                atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
                 p->nidle--;
                 continue;
             }
             corio_job_t *first = corio__jq_pop(&p->q), *last = first;
             for (size_t k = batch_size(p); k > 1 && p->q.head; k--)
                 last = last->next = corio__jq_pop(&p->q);
+            if (p->q.head && p->nidle > 0)
+                pthread_cond_signal(&p->cv); /* more for an idle peer */
+            atomic_store_explicit(&self->busy_since, corio_now(), memory_order_relaxed);
             pthread_mutex_unlock(&p->mu);
             run_jobs(p, first);
             pthread_mutex_lock(&p->mu);
+            atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
         }
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_lock(&p->mu);
     p->nlive--;
+    atomic_store_explicit(&self->busy_since, -1, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
@@ -101,15 +149,19 @@ static int start_worker(thread_pool_t *p)
 {
     sigset_t old;
     corio__block_signals(&old);
+    tp_worker_t *w = &p->threads[p->nthreads];
+    w->p = p;
+    atomic_init(&w->busy_since, 0);
     pthread_t t;
-    int rc = pthread_create(&t, NULL, worker_main, p);
+    int rc = pthread_create(&t, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
         return -rc;
     char name[16];
     snprintf(name, sizeof name, "%.10s_%d", p->prefix, p->nthreads);
     pthread_setname_np(t, name);
-    p->threads[p->nthreads++] = t;
+    w->thread = t;
+    p->nthreads++;
     p->nlive++;
     return 0;
 }
@@ -119,14 +171,16 @@ static int tp_submit(corio_executor_t *ex, corio_job_t *job)
     thread_pool_t *p = (thread_pool_t *)ex;
     pthread_mutex_lock(&p->mu);
     int rc = p->broken ? CORIO_EBROKEN : p->shutdown ? CORIO_ESHUTDOWN : 0;
-    if (rc == 0 && p->nidle <= (int)p->q.len && p->nthreads < ex->max_workers) {
+    bool wake = rc == 0 && needs_worker(p);
+    if (wake && p->nidle <= (int)p->q.len && p->nthreads < ex->max_workers) {
         rc = start_worker(p);
         if (rc < 0 && p->nthreads > 0)
             rc = 0; /* the running workers will take the job */
     }
     if (rc == 0) {
         corio__jq_push(&p->q, job);
-        pthread_cond_signal(&p->cv);
+        if (wake && p->nidle > 0)
+            pthread_cond_signal(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
     return rc;
@@ -146,9 +200,9 @@ static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
         return 0;
     /* Only shutdown joins, and threads are only added before shutdown. */
     for (int i = 0; i < n; i++)
-        if (p->threads[i]) {
-            pthread_join(p->threads[i], NULL);
-            p->threads[i] = 0;
+        if (p->threads[i].p) {
+            pthread_join(p->threads[i].thread, NULL);
+            p->threads[i].p = NULL;
         }
     return 0;
 }

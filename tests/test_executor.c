@@ -195,6 +195,34 @@ static void test_shutdown_wait_runs_queued(void)
     corio_executor_free(ex);
 }
 
+/* A short job never waits behind a long one while a worker sleeps, even
+ * after many tiny tasks taught the pool to spare wake-ups. */
+static void test_short_job_not_stuck_behind_long(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    for (int round = 0; round < 3; round++) {
+        corio_future_t *fs[2000];
+        for (int i = 0; i < 2000; i++)
+            CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &fs[i]), 0);
+        for (int i = 0; i < 2000; i++) {
+            result_int(fs[i]);
+            corio_future_unref(fs[i]);
+        }
+        corio_future_t *slow, *quick;
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(1500), &slow), 0);
+        sleep_ms(50);
+        int64_t t0 = corio_now();
+        CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(3), &quick), 0);
+        CHECK_EQ(result_int(quick), 9);
+        CHECK(corio_now() - t0 < 700 * CORIO_NS_PER_MS);
+        CHECK(!corio_future_done(slow));
+        corio_future_unref(quick);
+        result_int(slow);
+        corio_future_unref(slow);
+    }
+    corio_executor_free(ex);
+}
+
 /* ---- callbacks --------------------------------------------------------------- */
 
 static pthread_t cb_thread;
@@ -588,7 +616,7 @@ static void test_wait_in_coroutine(void)
 TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
-          CASE(test_done_callbacks), CASE(test_pipeline_callback_submits),
+          CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
           CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),
