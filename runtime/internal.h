@@ -201,6 +201,7 @@ struct corio_loop {
     corio_coro_t main_coro;
     corio_stack_pool_t stacks;
     bool running, stopping, closed;
+    bool pollable; /* CORIO_LOOP_EMBEDDED: the ring fd wakes poll() */
     uint64_t task_counter;
     corio_error_handler_fn error_fn;
     void *error_arg;

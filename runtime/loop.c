@@ -71,10 +71,12 @@ static void explain_ring_error(int rc)
     fprintf(stderr, "corio: cannot set up io_uring: %s\n", why);
 }
 
-static int ring_init(corio_loop_t *loop, unsigned entries)
+static int ring_init(corio_loop_t *loop, unsigned entries, bool pollable)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
+    if (pollable)
+        goto plain; /* deferred completions would not wake a poll() on the ring fd */
     /* A loop's ring is used by its own thread only, so completions can wait
      * for the thread's next io_uring_enter instead of interrupting it with
      * task work (COOP_TASKRUN, DEFER_TASKRUN: kernel 6.1). */
@@ -82,6 +84,7 @@ static int ring_init(corio_loop_t *loop, unsigned entries)
               IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(entries, &loop->ring, &p);
     if (rc == -EINVAL) { /* kernels before 6.1 */
+plain:
         memset(&p, 0, sizeof p);
         p.flags = IORING_SETUP_SUBMIT_ALL;
         rc = io_uring_queue_init_params(entries, &loop->ring, &p);
@@ -104,7 +107,8 @@ int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opts)
     if (!loop)
         return -ENOMEM;
     unsigned entries = opts && opts->sq_entries ? opts->sq_entries : 256;
-    int rc = ring_init(loop, entries);
+    loop->pollable = opts && (opts->flags & CORIO_LOOP_EMBEDDED);
+    int rc = ring_init(loop, entries, loop->pollable);
     if (rc < 0) {
         explain_ring_error(rc);
         free(loop);
@@ -527,6 +531,8 @@ int corio_loop_backend_fd(corio_loop_t *loop)
 {
     if (!loop || loop->closed)
         return -EINVAL;
+    if (!loop->pollable)
+        return -ENOTSUP; /* created without CORIO_LOOP_EMBEDDED */
     if (!loop->wake_armed) {
         arm_wake(loop);
         ring_submit(loop);

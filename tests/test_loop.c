@@ -211,6 +211,10 @@ static void *poke_count(void *arg)
 static void embedding_with_poll(void)
 {
     corio_loop_t *loop = new_loop();
+    CHECK_EQ(corio_loop_backend_fd(loop), -ENOTSUP); /* not created for embedding */
+    CHECK_EQ(corio_loop_free(loop), 0);
+    corio_loop_options_t o = {.flags = CORIO_LOOP_EMBEDDED};
+    CHECK_EQ(corio_loop_new(&loop, &o), 0);
     int fd = corio_loop_backend_fd(loop);
     CHECK(fd >= 0);
     CHECK_EQ(corio_loop_backend_timeout(loop), -1); /* nothing scheduled */
@@ -226,7 +230,9 @@ static void embedding_with_poll(void)
     while (norder < 1 || ts_count < 1) {
         int64_t to = corio_loop_backend_timeout(loop);
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        poll(&p, 1, to < 0 ? 1000 : (int)((to + 999999) / 1000000));
+        /* Nothing scheduled: sleep until the fd says so. A missed wake-up
+         * hangs here and the case times out. */
+        poll(&p, 1, to < 0 ? -1 : (int)((to + 999999) / 1000000));
         corio_loop_run_once(loop, 0);
     }
     pthread_join(th, NULL);

@@ -28,9 +28,15 @@ typedef struct corio_handle {
     uint8_t owned; /* allocated by the loop (no handle given) */
 } corio_handle_t;
 
+/* The loop will be driven from another main loop through
+ * corio_loop_backend_fd. It sets the ring up without deferred task work
+ * (IORING_SETUP_DEFER_TASKRUN), whose completions would not wake a poll()
+ * on the ring's fd; a little slower, so it is not the default. */
+#define CORIO_LOOP_EMBEDDED 1u
+
 typedef struct corio_loop_options {
     unsigned sq_entries; /* io_uring SQ size; 0 means 256 */
-    unsigned flags;      /* reserved, 0 */
+    unsigned flags;      /* CORIO_LOOP_EMBEDDED or 0 */
 } corio_loop_options_t;
 
 typedef struct corio_loop_stats {
@@ -105,7 +111,8 @@ CORIO_API bool corio_handle_pending(const corio_handle_t *h);
  * allocates the handle; -ENOMEM if it cannot, -EINVAL after close. */
 CORIO_API int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, void *arg);
 
-/* Embedding in another main loop: the fd becomes readable when the loop has
+/* Embedding in another main loop (create the loop with CORIO_LOOP_EMBEDDED,
+ * else backend_fd returns -ENOTSUP): the fd becomes readable when the loop has
  * kernel completions or thread-safe calls; the timeout says how long the host
  * may sleep before calling corio_loop_run_once(loop, 0): 0 when callbacks
  * are ready, -1 when nothing is scheduled, else nanoseconds to the next timer. */
