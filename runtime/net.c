@@ -231,7 +231,7 @@ int corio_set_nodelay(int fd, bool on)
 {
     int v = on;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) < 0)
-        return errno == EOPNOTSUPP || errno == ENOPROTOOPT ? 0 : -errno;
+        return errno == EOPNOTSUPP || errno == ENOPROTOOPT || errno == ENOTSUP ? 0 : -errno;
     return 0;
 }
 

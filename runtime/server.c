@@ -71,8 +71,6 @@ static int start_conn(corio_server_t *srv, int fd)
     conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    if (!srv->is_unix)
-        corio_set_nodelay(fd, true);
     int rc = corio_stream_new(fd, &srv->opts.stream, &c->stream);
     if (rc < 0) {
         free(c);

@@ -74,6 +74,7 @@ int corio_stream_new(int fd, const corio_stream_options_t *opts, corio_stream_t 
     s->low = opts && opts->low_water ? opts->low_water : s->high / 4;
     if (s->low > s->high)
         s->low = s->high;
+    corio_set_nodelay(fd, true); /* as asyncio does; a no-op off TCP */
     *out = s;
     return 0;
 }
@@ -273,7 +274,10 @@ static void send_complete(corio_op_t *op, int res, uint32_t flags)
         s->out.start += (size_t)res;
     }
     wake_writers(s);
-    if (!corio_handle_pending(&s->kick))
+    /* Nothing left to send and nothing to finish: no need to come back. */
+    bool idle = s->out.start == s->out.end && s->pend.start == s->pend.end && !s->closing &&
+                !s->freed && (!s->eof_wanted || s->eof_sent);
+    if (!idle && !corio_handle_pending(&s->kick))
         corio_loop_call_soon(s->loop, &s->kick, kick, s);
 }
 

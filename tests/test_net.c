@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -85,6 +86,10 @@ static intptr_t addresses_main(void *arg)
     CHECK(l >= 0);
     int port = corio_sockaddr_port(&bound);
     CHECK(port > 0);
+    int v = 0;
+    socklen_t vl = sizeof v;
+    CHECK_EQ(getsockopt(l, SOL_SOCKET, SO_REUSEADDR, &v, &vl), 0);
+    CHECK_EQ(v, 1);
     CHECK_EQ(corio_tcp_listen("127.0.0.1", port, 0, NULL), -EADDRINUSE);
     corio_server_t *srv;
     CHECK_EQ(corio_start_server("127.0.0.1", port, echo_once, NULL, NULL, &srv),
@@ -134,6 +139,10 @@ static intptr_t resolve_main(void *arg)
     CHECK_EQ(corio_start_server("127.0.0.1", 0, echo_once, NULL, NULL, &srv), 0);
     corio_stream_t *s;
     CHECK_EQ(corio_open_connection("localhost", corio_server_port(srv), NULL, SOON(5000), &s), 0);
+    int v = 0;
+    socklen_t vl = sizeof v;
+    CHECK_EQ(getsockopt(corio_stream_fd(s), IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    CHECK_EQ(v, 1);
     CHECK_EQ(corio_stream_write(s, "ping\n", 5), 0);
     const char *line;
     size_t len;
