@@ -39,10 +39,12 @@ CORIO_API int corio_gather(corio_future_t *const *futures, size_t n, unsigned fl
 /* Awaits f for at most timeout_ns (< 0: no limit). On timeout, or when the
  * caller is cancelled or its scope expires, f is cancelled and wait_for
  * returns only once f is done. Returns f's outcome (0 and *out, as
- * corio_await), -ETIMEDOUT when it timed out and f ended cancelled, and
- * -ECANCELED whenever the calling task has a cancellation pending: even
- * when f completed in the same loop turn, a cancellation is never
- * swallowed (f keeps its result). */
+ * corio_await; f completing in the same turn as the timeout still counts),
+ * -ETIMEDOUT when it timed out and f ended cancelled, and -ECANCELED
+ * whenever the calling task has a cancellation pending: even when f
+ * completed in the same loop turn, a cancellation is never swallowed (f
+ * keeps its result; *out may have been written). The caller keeps its
+ * reference to f. */
 CORIO_API int corio_wait_for(corio_future_t *f, int64_t timeout_ns, corio_value_t *out);
 
 /* asyncio.shield: *out is a future (a new reference the caller releases)

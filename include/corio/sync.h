@@ -142,7 +142,9 @@ CORIO_API int corio_barrier_destroy(corio_barrier_t *b);
  * starts the next cycle. Returns the caller's arrival index, 0 ..
  * parties - 1; CORIO_EBROKENBARRIER when the barrier is or becomes broken
  * (abort, reset, or another waiter cancelled or timed out); -ECANCELED or
- * -ETIMEDOUT when this waiter was, which breaks the barrier for the others. */
+ * -ETIMEDOUT when this waiter was, which breaks the barrier for the others
+ * (unless the last party arrived in the same loop turn: the cycle is then
+ * complete, and only this waiter reports the interrupt). */
 CORIO_API int corio_barrier_wait(corio_barrier_t *b);
 /* Wakes the waiters with CORIO_EBROKENBARRIER and returns the barrier to its
  * empty, unbroken state. */
