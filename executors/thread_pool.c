@@ -89,7 +89,7 @@ static size_t batch_size(thread_pool_t *p)
     if (!tasks_short(p) || p->q.len < 4 * (size_t)p->nthreads)
         return 1;
     size_t share = p->q.len / (2 * (size_t)p->nthreads);
-    return share < 32 ? share : 32;
+    return share < 128 ? share : 128;
 }
 
 static void run_jobs(thread_pool_t *p, corio_job_t *j)

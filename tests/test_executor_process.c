@@ -648,6 +648,32 @@ static void test_await_from_coroutine(void)
     corio_executor_free(ex);
 }
 
+/* A pool created from a coroutine while the loop's default thread pool
+ * runs a task: spawn never inherits that thread's state. */
+static intptr_t pool_beside_default_pool(void *arg)
+{
+    (void)arg;
+    corio_future_t *busy;
+    CHECK_EQ(corio_run_in_executor(NULL, get_pid, corio_value_int(300), &busy), 0);
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    corio_future_t *f = submit_int(ex, square, 6);
+    corio_value_t v;
+    CHECK_EQ(corio_await(f, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 36);
+    corio_future_unref(f);
+    CHECK_EQ(corio_await(busy, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), getpid()); /* a thread of this process */
+    corio_future_unref(busy);
+    corio_executor_free(ex);
+    return 0;
+}
+
+static void test_pool_created_beside_default_pool(void)
+{
+    CHECK_EQ(corio_run(pool_beside_default_pool, NULL), 0);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE(test_dlopen_function_refused), CASE_T(test_map_order_chunksizes, 60),
           CASE_T(test_huge_argument_and_result, 120), CASE_T(test_killed_worker_replaced, 60),
@@ -658,4 +684,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_spawn_safe_with_threads_holding_locks, 60),
           CASE_T(test_workers_exit_when_parent_dies, 60),
           CASE_T(test_worker_dies_during_large_write, 120),
-          CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60))
+          CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
+          CASE_T(test_pool_created_beside_default_pool, 60))

@@ -14,7 +14,8 @@
  *
  * Executor futures are thread-safe futures (future.h): wait on them with
  * corio_await_timeout from any thread, or from a coroutine, which suspends
- * only that task. */
+ * only that task. Their done-callbacks run in the thread that completes
+ * them: a thread pool's worker, or a process pool's manager thread. */
 #ifndef CORIO_EXECUTOR_H
 #define CORIO_EXECUTOR_H
 
