@@ -531,9 +531,11 @@ static void worker_died(process_pool_t *p, proc_worker_t *w)
         corio__job_fail(head, -ETIMEDOUT, "the task passed its deadline; its worker was killed");
     else if (head)
         corio__job_fail(head, CORIO_EWORKERDIED, msg);
-    /* A worker killed while starting is replaced, but a program whose
-     * workers cannot start at all must not respawn them forever. */
-    if (!was_ready && !retired && !p->broken && ++p->start_failures >= 3) {
+    /* A worker that crashes or exits while starting (its initializer, or a
+     * program that cannot start) breaks the pool, as in Python; one killed
+     * from outside (SIGKILL) is replaced, though not forever. */
+    bool killed = reaped && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    if (!was_ready && !retired && !p->broken && (!killed || ++p->start_failures >= 10)) {
         char m2[200];
         snprintf(m2, sizeof m2, "workers die while starting: %s", msg);
         break_pool(p, m2);

@@ -446,6 +446,45 @@ static void test_initializer_failure_breaks_pool(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Workers killed at random under a stream of short tasks: every future
+ * completes, only with a result or CORIO_EWORKERDIED, never more failures
+ * than kills, and the pool ends full. */
+static void test_random_kills_under_load(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    enum { N = 3000 };
+    corio_future_t **fs = malloc(N * sizeof *fs);
+    int kills = 0;
+    for (int i = 0; i < N; i++) {
+        fs[i] = submit_int(ex, i % 100 == 0 ? get_pid : square, i % 100 == 0 ? 2 : i);
+        if (i % 300 == 150) {
+            int pids[2];
+            if (corio_executor_worker_pids(ex, pids, 2) > 0 && kill(pids[i % 2], SIGKILL) == 0)
+                kills++;
+            sleep_ms(5);
+        }
+    }
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        corio_value_t v;
+        int rc = corio_await_timeout(fs[i], 30 * CORIO_NS_PER_SEC, &v);
+        if (rc == 0 && i % 100 != 0)
+            CHECK_EQ(corio_value_as_int(v), (intptr_t)i * i);
+        else if (rc != 0) {
+            CHECK_EQ(rc, CORIO_EWORKERDIED);
+            corio_future_exception(fs[i], NULL);
+            failed++;
+        }
+        corio_future_unref(fs[i]);
+    }
+    fprintf(stderr, "# %d kills, %d futures failed of %d\n", kills, failed, N);
+    CHECK(failed <= kills);
+    wait_workers(ex, 2);
+    free(fs);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 /* ---- spawn while other threads hold locks ---------------------------------- */
 
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
@@ -685,4 +724,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_workers_exit_when_parent_dies, 60),
           CASE_T(test_worker_dies_during_large_write, 120),
           CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
-          CASE_T(test_pool_created_beside_default_pool, 60))
+          CASE_T(test_pool_created_beside_default_pool, 60),
+          CASE_T(test_random_kills_under_load, 120))
