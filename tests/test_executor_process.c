@@ -485,6 +485,37 @@ static void test_random_kills_under_load(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* pipeline.py's shape: stage one's done-callback (in pool one's manager
+ * thread) submits stage two into another process pool. */
+static corio_executor_t *second_stage;
+static corio_future_t *stage_two[50];
+
+static void chain(corio_future_t *f, void *arg)
+{
+    corio_value_t v;
+    CHECK_EQ(corio_future_result(f, &v), 0);
+    CHECK_EQ(corio_executor_submit(second_stage, square, v, &stage_two[(intptr_t)arg]), 0);
+}
+
+static void test_pipeline_between_process_pools(void)
+{
+    corio_executor_t *first = process_pool(1, CORIO_START_SPAWN);
+    second_stage = process_pool(1, CORIO_START_SPAWN);
+    corio_future_t *fs[50];
+    for (intptr_t i = 0; i < 50; i++) {
+        fs[i] = submit_int(first, square, i);
+        CHECK_EQ(corio_future_add_done_callback(fs[i], chain, (void *)i), 0);
+    }
+    corio_executor_shutdown(first, true, false); /* every callback has run */
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ(result_int(stage_two[i]), (intptr_t)i * i * i * i);
+        corio_future_unref(stage_two[i]);
+        corio_future_unref(fs[i]);
+    }
+    corio_executor_free(first);
+    corio_executor_free(second_stage);
+}
+
 /* ---- spawn while other threads hold locks ---------------------------------- */
 
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
@@ -725,4 +756,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_worker_dies_during_large_write, 120),
           CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
           CASE_T(test_pool_created_beside_default_pool, 60),
-          CASE_T(test_random_kills_under_load, 120))
+          CASE_T(test_random_kills_under_load, 120),
+          CASE_T(test_pipeline_between_process_pools, 60))
