@@ -606,6 +606,50 @@ static intptr_t wait_in_coroutine(void *arg)
     return 0;
 }
 
+static intptr_t nap(void *arg)
+{
+    corio_sleep((int64_t)(intptr_t)arg * CORIO_NS_PER_MS);
+    return (intptr_t)arg;
+}
+
+/* wait and as_completed over tasks and executor futures mixed. */
+static intptr_t wait_on_tasks(void *arg)
+{
+    corio_executor_t *ex = arg;
+    corio_task_t *t[3];
+    corio_future_t *fs[4];
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(corio_spawn(NULL, &t[i], nap, (void *)(intptr_t)(30 + 60 * i), NULL), 0);
+        fs[i] = corio_task_future(t[i]);
+    }
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(60), &fs[3]), 0);
+    corio_future_t *done[4];
+    size_t nd, nn;
+    CHECK_EQ(corio_wait(fs, 4, -1, CORIO_FIRST_COMPLETED, done, &nd, NULL, &nn), 0);
+    CHECK_EQ(nd, 1);
+    CHECK(done[0] == fs[0]); /* the 30 ms task */
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(fs, 4, -1, &it), 0);
+    corio_future_t *f, *order[4];
+    int n = 0;
+    while (corio_as_completed_next(it, &f) == 1)
+        order[n++] = f;
+    CHECK_EQ(n, 4);
+    CHECK(order[0] == fs[0] && order[3] == fs[2]); /* 30 ms first, 150 ms last */
+    corio_as_completed_free(it);
+    for (int i = 0; i < 3; i++)
+        corio_task_release(t[i]);
+    corio_future_unref(fs[3]);
+    return 0;
+}
+
+static void test_wait_on_tasks_and_executor_futures(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    CHECK_EQ(corio_run(wait_on_tasks, ex), 0);
+    corio_executor_free(ex);
+}
+
 static void test_wait_in_coroutine(void)
 {
     corio_executor_t *ex = thread_pool(4);
@@ -623,4 +667,4 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE_T(test_huge_bytes_thread_pool, 60),
           CASE(test_await_from_coroutine_loop_keeps_running),
           CASE(test_await_costs_a_handful_of_turns), CASE(test_run_in_executor_and_to_thread),
-          CASE(test_wait_in_coroutine))
+          CASE(test_wait_in_coroutine), CASE(test_wait_on_tasks_and_executor_futures))
