@@ -355,12 +355,10 @@ int corio_connect(int fd, const corio_sockaddr_t *addr, int64_t deadline)
     return corio__io_await(loop, sqe, deadline, NULL);
 }
 
-int corio_tcp_connect(const char *host, int port, int64_t deadline)
+/* Tries each address in turn; returns the first connected fd or the last
+ * error. Not static: the tests call it with addresses of their own. */
+int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadline)
 {
-    corio_sockaddr_t *addrs = NULL;
-    int n = resolve(host, port, SOCK_STREAM, &addrs, deadline);
-    if (n < 0)
-        return n;
     int rc = -EADDRNOTAVAIL;
     for (int i = 0; i < n; i++) {
         int fd = corio_socket(addrs[i].u.sa.sa_family, SOCK_STREAM, 0);
@@ -371,13 +369,22 @@ int corio_tcp_connect(const char *host, int port, int64_t deadline)
         rc = corio_connect(fd, &addrs[i], deadline);
         if (rc == 0) {
             corio_set_nodelay(fd, true);
-            free(addrs);
             return fd;
         }
         close(fd);
         if (rc == -ECANCELED || rc == -ETIMEDOUT)
             break;
     }
+    return rc;
+}
+
+int corio_tcp_connect(const char *host, int port, int64_t deadline)
+{
+    corio_sockaddr_t *addrs = NULL;
+    int n = resolve(host, port, SOCK_STREAM, &addrs, deadline);
+    if (n < 0)
+        return n;
+    int rc = corio__tcp_connect_addrs(addrs, n, deadline);
     free(addrs);
     return rc;
 }

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #define MS CORIO_NS_PER_MS
+
+int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadline);
 #define SOON(ms) (corio_now() + (ms) * MS)
 
 static void run(corio_task_fn fn)
@@ -150,13 +152,64 @@ static intptr_t resolve_main(void *arg)
     CHECK_EQ(len, 5);
     CHECK(memcmp(line, "ping\n", 5) == 0);
     corio_stream_free(s);
+    int port = corio_server_port(srv);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+
+    /* Each address in turn: a refused one, then one that listens. */
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, echo_once, NULL, NULL, &srv), 0);
+    corio_sockaddr_t two[2];
+    corio_sockaddr_ip(&two[0], "127.0.0.1", port); /* closed above: refused */
+    corio_sockaddr_ip(&two[1], "127.0.0.1", corio_server_port(srv));
+    int fd = corio__tcp_connect_addrs(two, 2, SOON(2000));
+    CHECK(fd >= 0);
+    corio_sockaddr_t peer;
+    CHECK_EQ(corio_peername(fd, &peer), 0);
+    CHECK_EQ(corio_sockaddr_port(&peer), corio_server_port(srv));
+    close(fd);
+    CHECK_EQ(corio__tcp_connect_addrs(two, 1, SOON(2000)), -ECONNREFUSED);
     corio_server_close(srv);
     CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
     CHECK_EQ(corio_server_free(srv), 0);
     return 0;
 }
 
-static void resolve_without_blocking(void) { run(resolve_main); }
+static void resolve_and_connect(void) { run(resolve_main); }
+
+/* An IPv6 server and client through the stream API. */
+static intptr_t ipv6_main(void *arg)
+{
+    (void)arg;
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("::1", 0, echo_once, NULL, NULL, &srv), 0);
+    corio_sockaddr_t a;
+    CHECK_EQ(corio_server_sockname(srv, &a), 0);
+    CHECK_EQ(a.u.sa.sa_family, AF_INET6);
+    corio_stream_t *s;
+    CHECK_EQ(corio_open_connection("::1", corio_server_port(srv), NULL, SOON(2000), &s), 0);
+    CHECK_EQ(corio_stream_write(s, "six\n", 4), 0);
+    const char *line;
+    size_t len;
+    CHECK_EQ(corio_stream_readline(s, &line, &len, SOON(2000)), 0);
+    CHECK(len == 4 && memcmp(line, "six\n", 4) == 0);
+    corio_stream_free(s);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    return 0;
+}
+
+static void ipv6_server(void)
+{
+    int fd = corio_tcp_listen("::1", 0, 1, NULL);
+    if (fd < 0) {
+        fprintf(stderr, "# no IPv6 loopback: %s\n", strerror(-fd));
+        exit(77);
+    }
+    close(fd);
+    run(ipv6_main);
+}
 
 /* ---- TCP, partial reads and writes -------------------------------------------- */
 
@@ -437,6 +490,6 @@ static intptr_t emfile_main(void *arg)
 
 static void emfile_backoff(void) { run(emfile_main); }
 
-TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_without_blocking), CASE_T(tcp_ipv4_partial, 60),
+TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
           CASE(cancel_deadline_reset), CASE(emfile_backoff))
