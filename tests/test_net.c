@@ -127,8 +127,14 @@ static intptr_t resolve_main(void *arg)
 {
     (void)arg;
     corio_sockaddr_t *addrs = NULL;
+    /* A numeric host needs no resolver; a name goes to the loop's default
+     * thread pool (created on first use), never blocking the loop. */
+    CHECK_EQ(corio_getaddrinfo("127.0.0.1", 80, SOCK_STREAM, &addrs), 1);
+    free(addrs);
+    CHECK(corio__loop_default_executor(corio_loop_current()) == NULL);
     int n = corio_getaddrinfo("localhost", 80, SOCK_STREAM, &addrs);
     CHECK(n >= 1);
+    CHECK(corio__loop_default_executor(corio_loop_current()) != NULL);
     bool v4 = false;
     for (int i = 0; i < n; i++)
         if (addrs[i].u.sa.sa_family == AF_INET)
