@@ -316,8 +316,8 @@ static int wbuf_append(wbuf_t *b, const void *p, size_t n)
 /* The send's SQE when the kernel has not read it yet, else NULL. */
 static struct io_uring_sqe *unsubmitted_sqe(corio_stream_t *s)
 {
-    if (!s->sending || !s->sqe)
-        return NULL;
+    if (!s->sending || !s->sqe || (s->loop->ring.flags & IORING_SETUP_SQPOLL))
+        return NULL; /* an SQ polling thread may read an SQE at any time */
     const struct io_uring_sq *sq = &s->loop->ring.sq;
     if (s->sqe_idx - sq->sqe_head < sq->sqe_tail - sq->sqe_head)
         return s->sqe;
