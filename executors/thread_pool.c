@@ -92,19 +92,25 @@ static size_t batch_size(thread_pool_t *p)
     return share < 128 ? share : 128;
 }
 
-static void run_jobs(thread_pool_t *p, corio_job_t *j)
+/* Runs a batch; the average task time is measured per batch, since the
+ * clock costs as much as a tiny task. t0: when the batch was taken. */
+static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
 {
+    long long n = 0;
     while (j) {
         corio_job_t *next = j->next;
         if (corio_future_set_running_or_notify_cancel(j->fut) == 0) {
-            int64_t t0 = corio_now();
             corio__job_run(j);
-            long long took = corio_now() - t0 + 1, avg = atomic_load_explicit(&p->task_ns, memory_order_relaxed);
-            atomic_store_explicit(&p->task_ns, avg ? (7 * avg + took) / 8 : took, memory_order_relaxed);
+            n++;
         }
         corio__job_free(j);
         j = next;
     }
+    if (n == 0)
+        return;
+    long long took = (corio_now() - t0) / n + 1;
+    long long avg = atomic_load_explicit(&p->task_ns, memory_order_relaxed);
+    atomic_store_explicit(&p->task_ns, avg ? (7 * avg + took) / 8 : took, memory_order_relaxed);
 }
 
 static void *worker_main(void *arg)
@@ -129,9 +135,10 @@ static void *worker_main(void *arg)
                 last = last->next = corio__jq_pop(&p->q);
             if (p->q.head && p->nidle > 0)
                 pthread_cond_signal(&p->cv); /* more for an idle peer */
-            atomic_store_explicit(&self->busy_since, corio_now(), memory_order_relaxed);
+            int64_t t0 = corio_now();
+            atomic_store_explicit(&self->busy_since, t0, memory_order_relaxed);
             pthread_mutex_unlock(&p->mu);
-            run_jobs(p, first);
+            run_jobs(p, first, t0);
             pthread_mutex_lock(&p->mu);
             atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
         }
