@@ -60,8 +60,13 @@ CORIO_API int corio_thread_pool_new(corio_executor_t **out, const corio_thread_p
 
 /* Creates a process pool (ProcessPoolExecutor) and starts its workers.
  * With spawn, tasks and the initializer must live in a module loaded at
- * program start (the executable or its libraries). Returns 0, -EINVAL,
- * -ENOMEM, CORIO_ENONAME (initializer) or a spawn/fork error. Any thread. */
+ * program start (the executable or its libraries). A worker that dies fails
+ * only the task it was running (CORIO_EWORKERDIED, its message naming the
+ * signal or exit status) and is replaced; one past task_timeout_ns is
+ * killed (-ETIMEDOUT). A worker that dies while starting breaks the pool,
+ * unless SIGKILL did it. Workers exit when this process dies. Returns 0,
+ * -EINVAL, -ENOMEM, CORIO_ENONAME (initializer) or a spawn/fork error.
+ * Any thread. */
 CORIO_API int corio_process_pool_new(corio_executor_t **out, const corio_process_pool_options_t *opts);
 
 /* Schedules fn(arg). On success *out is a new reference the caller releases
