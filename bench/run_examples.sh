@@ -49,6 +49,7 @@ run_one() {
     echo $(( ($(date +%s%N) - start) / 1000000 )) >"$file.ms"
 }
 
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 for r in $(seq 1 "$repeats"); do
     for name in "${examples[@]}"; do
         # Alternate which side goes first, so neither always runs on a
@@ -62,10 +63,12 @@ for r in $(seq 1 "$repeats"); do
     echo "run $r of $repeats done" >&2
 done
 
-python3 - "$out" "$repeats" "$root/BENCHMARKS.md" "$(nproc)" "${examples[@]}" <<'EOF'
+load="$load_before before, $(cut -d' ' -f1 /proc/loadavg) after"
+python3 - "$out" "$repeats" "$root/BENCHMARKS.md" "$(nproc)" "$load" "${examples[@]}" <<'EOF'
 import os, re, statistics, sys, subprocess
 
-out, repeats, md, cpus, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+out, repeats, md, cpus, load = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+names = sys.argv[6:]
 
 def read(name, side, r):
     with open(os.path.join(out, "%s.%s.%d" % (name, side, r))) as f:
@@ -129,7 +132,9 @@ section = """## Examples
 
 The teaching examples (`examples/`) beside their Python originals, run alternately on the
 same machine in the same run by `bash bench/run_examples.sh`: medians of %d runs, in seconds.
-%s CPU(s), %s, %s. Python/C above 1 means C is faster.
+%s CPU(s), %s, %s; load average %s (a load above the CPU count means
+other programs shared the machine, which flattens every parallel speed-up on both sides).
+Python/C above 1 means C is faster.
 
 Each figure is what both programs print for the same step (pool start-up is inside the
 timing where the Python original includes it: factorize's threads and processes, sum_primes'
@@ -139,7 +144,7 @@ classic programs are compared by wall time only; theirs is mostly process start-
 | example | figure | C | Python | Python/C |
 | --- | --- | --- | --- | --- |
 %s
-""" % (repeats, cpus, cpu or "unknown CPU", pyver, "\n".join(rows))
+""" % (repeats, cpus, cpu or "unknown CPU", pyver, load, "\n".join(rows))
 
 text = open(md).read() if os.path.exists(md) else "# Benchmarks\n"
 m = re.search(r"^## Examples\n.*?(?=^## |\Z)", text, re.M | re.S)
