@@ -176,7 +176,8 @@ static void write_svg(const char *path, const run_mode_t *m, int n, uint64_t cou
         int x = 70 + 70 * i;
         const char *color = m[i].name[0] == 's' ? "#888888"
                           : m[i].name[0] == 't' ? "#1f77b4" : "#ff7f0e";
-        fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"50\" height=\"%.1f\" fill=\"%s\"/>\n",
+        fprintf(f, "<rect class=\"bar\" x=\"%d\" y=\"%.1f\" width=\"50\" height=\"%.1f\" "
+                   "fill=\"%s\"/>\n",
                 x, 270 - bh, bh, color);
         fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"middle\">%.2f</text>\n", x + 25,
                 265 - bh, m[i].seconds);
@@ -185,6 +186,13 @@ static void write_svg(const char *path, const run_mode_t *m, int n, uint64_t cou
         fprintf(f, "<text x=\"%d\" y=\"303\" text-anchor=\"middle\">%d</text>\n", x + 25,
                 m[i].workers);
     }
+    static const char *const legend[][2] = {
+        {"#888888", "serial"}, {"#1f77b4", "threads"}, {"#ff7f0e", "processes"}};
+    for (int i = 0; i < 3; i++)
+        fprintf(f, "<rect x=\"%d\" y=\"32\" width=\"10\" height=\"10\" fill=\"%s\"/>"
+                   "<text x=\"%d\" y=\"41\">%s</text>\n",
+                w - 250 + 85 * i, legend[i][0], w - 236 + 85 * i, legend[i][1]);
+    fprintf(f, "<text x=\"20\" y=\"303\">workers</text>\n");
     fprintf(f, "<text x=\"20\" y=\"150\" transform=\"rotate(-90 20 150)\" "
                "text-anchor=\"middle\">seconds</text>\n</svg>\n");
     fclose(f);
