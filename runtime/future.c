@@ -235,10 +235,14 @@ int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *ar
     unlock(f);
     if (rc < 0 || !done)
         return rc;
-    if (f->sync)
+    if (f->sync) {
+        /* A callback may drop the caller's last reference. */
+        corio_future_ref(f);
         run_threadsafe_callbacks(f);
-    else
+        corio_future_unref(f);
+    } else {
         schedule_loop_callbacks(f);
+    }
     return 0;
 }
 

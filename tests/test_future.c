@@ -106,6 +106,12 @@ static void callbacks_run_later_in_order(void)
     CHECK_EQ(corio_loop_free(loop), 0);
 }
 
+static void drop_ref(corio_future_t *f, void *arg)
+{
+    (void)arg;
+    corio_future_unref(f);
+}
+
 static void threadsafe_callbacks(void)
 {
     corio_future_t *f;
@@ -120,6 +126,11 @@ static void threadsafe_callbacks(void)
     corio_future_add_done_callback(f, remember, (void *)2);
     CHECK_EQ(nseen, 2); /* already done: at once */
     corio_future_unref(f);
+
+    /* A callback added after completion may drop the last reference. */
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    corio_future_set_result(f, corio_value_int(1));
+    CHECK_EQ(corio_future_add_done_callback(f, drop_ref, NULL), 0);
 
     CHECK_EQ(corio_future_new_threadsafe(&f), 0);
     CHECK_EQ(corio_future_cancel(f), 0);
