@@ -141,6 +141,20 @@ void corio__job_finish(corio_job_t *job, corio_batch_item_t *items)
     }
 }
 
+void corio__job_finish_owned(corio_job_t *job, corio_batch_result_t *br)
+{
+    if (!job->batch) {
+        corio__job_finish(job, br->items);
+        free(br);
+        return;
+    }
+    corio_value_t v = {br, sizeof *br + br->n * sizeof *br->items};
+    if (corio_future_set_result(job->fut, v) < 0) {
+        free_items(br->items, br->n);
+        free(br);
+    }
+}
+
 void corio__job_run(corio_job_t *job)
 {
     corio_batch_item_t one, *items = job->n == 1 ? &one : calloc(job->n, sizeof *items);

@@ -65,6 +65,9 @@ int corio__job_new(corio_executor_fn fn, const corio_value_t *args, size_t n, bo
 void corio__job_run(corio_job_t *job);
 /* Completes the future from per-item outcomes (takes the bytes). */
 void corio__job_finish(corio_job_t *job, corio_batch_item_t *items);
+/* The same from a malloc'd batch result, which it takes (no copy for a
+ * batch job). */
+void corio__job_finish_owned(corio_job_t *job, corio_batch_result_t *br);
 /* Fails the job's future (if not yet done) and frees the job. */
 void corio__job_fail(corio_job_t *job, int code, const char *msg);
 void corio__job_free(corio_job_t *job);

@@ -45,7 +45,8 @@ typedef struct reader {
     int stage; /* 0 header, 1 table, 2 items */
     size_t got;
     corio_wire_item_t *table;
-    corio_batch_item_t *items;
+    corio_batch_result_t *br; /* the outcomes, built in place */
+    corio_batch_item_t *items; /* br->items */
     size_t item;
 } reader_t;
 
@@ -137,7 +138,7 @@ static char *out_grow(outmsg_t *m, size_t hsize, size_t k)
     if (!iov)
         return NULL;
     m->iov = iov;
-    char *head = calloc(1, hsize);
+    char *head = malloc(hsize); /* every byte is written by the caller */
     if (head)
         m->heads[m->nheads++] = head;
     return head;
@@ -147,7 +148,10 @@ static char *out_grow(outmsg_t *m, size_t hsize, size_t k)
 static int encode_task(outmsg_t *m, const corio_job_t *j)
 {
     size_t hsize = sizeof(corio_wire_hdr_t) + sizeof(corio_wire_fn_t) + j->n * sizeof(corio_wire_item_t);
-    char *head = out_grow(m, hsize, j->n + 1);
+    size_t nbytes = 0;
+    for (size_t i = 0; i < j->n; i++)
+        nbytes += j->args[i].len != 0;
+    char *head = out_grow(m, hsize, nbytes + 1);
     if (!head)
         return -ENOMEM;
     corio_wire_hdr_t *h = (corio_wire_hdr_t *)head;
@@ -157,8 +161,8 @@ static int encode_task(outmsg_t *m, const corio_job_t *j)
     *fn = (corio_wire_fn_t){j->fn_module, 0, j->fn_offset};
     m->iov[m->niov++] = (struct iovec){head, hsize};
     for (size_t i = 0; i < j->n; i++) {
-        t[i].len = j->args[i].len;
-        t[i].value = j->args[i].len ? 0 : (uint64_t)(uintptr_t)j->args[i].ptr;
+        t[i] = (corio_wire_item_t){0, 0, j->args[i].len,
+                                   j->args[i].len ? 0 : (uint64_t)(uintptr_t)j->args[i].ptr};
         if (j->args[i].len) {
             m->iov[m->niov++] = (struct iovec){j->args[i].ptr, j->args[i].len};
             h->len += j->args[i].len;
@@ -240,7 +244,7 @@ static void reader_reset(reader_t *r)
         if (r->items[i].v.len)
             free(r->items[i].v.ptr);
     free(r->table);
-    free(r->items);
+    free(r->br);
     memset(r, 0, sizeof *r);
 }
 
@@ -293,7 +297,8 @@ static int reader_header_done(reader_t *r)
         return 1;
     size_t n = r->hdr.n ? r->hdr.n : 1;
     r->table = malloc(n * sizeof *r->table);
-    r->items = calloc(n, sizeof *r->items);
+    r->br = calloc(1, sizeof *r->br + n * sizeof *r->items);
+    r->items = r->br ? r->br->items : NULL;
     if (!r->table || !r->items)
         return -ENOMEM;
     r->stage = 1;
@@ -560,8 +565,9 @@ static void deliver(process_pool_t *p, proc_worker_t *w)
         p->task_ns = p->task_ns ? (7 * p->task_ns + took) / 8 : took + 1;
         w->head_started = now;
         if (r->hdr.n == j->n) {
-            corio__job_finish(j, r->items);
-            free(r->items);
+            r->br->n = j->n;
+            corio__job_finish_owned(j, r->br);
+            r->br = NULL;
             r->items = NULL;
         } else {
             corio_future_set_exception(j->fut, -EPROTO, "a worker sent a malformed result");

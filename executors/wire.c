@@ -244,14 +244,17 @@ static int read_items(int sock, size_t n, corio_value_t *args)
 /* Runs fn over args and sends the RESULT message. */
 static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args, size_t n)
 {
-    corio_wire_item_t *t = calloc(n ? n : 1, sizeof *t);
-    corio_value_t *res = calloc(n ? n : 1, sizeof *res);
-    struct iovec *iov = calloc(n + 2, sizeof *iov);
+    /* Every entry is written below: no zeroing of these arrays. */
+    corio_wire_item_t *t = malloc((n ? n : 1) * sizeof *t);
+    corio_value_t *res = malloc((n ? n : 1) * sizeof *res);
+    struct iovec *iov = malloc((n + 2) * sizeof *iov);
     if (!t || !res || !iov)
         worker_exit(70);
     corio_wire_hdr_t h = {CORIO_MSG_RESULT, 0, n, n * sizeof *t};
     size_t niov = 2;
     for (size_t i = 0; i < n; i++) {
+        res[i] = (corio_value_t){NULL, 0};
+        t[i].pad = 0;
         t[i].rc = fn ? fn(&args[i], &res[i]) : CORIO_ENONAME;
         if (t[i].rc > 0)
             t[i].rc = 0;
@@ -281,7 +284,7 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
 static int handle_task(worker_t *w, const corio_wire_hdr_t *h)
 {
     corio_wire_fn_t fn;
-    corio_value_t *args = calloc(h->n ? h->n : 1, sizeof *args);
+    corio_value_t *args = malloc((h->n ? h->n : 1) * sizeof *args);
     if (!args)
         worker_exit(70);
     if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, h->n, args) < 0)
