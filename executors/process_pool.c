@@ -692,8 +692,8 @@ static nfds_t build_pollset(process_pool_t *p, struct pollfd *pfd, int *who)
  * worker's idle time between them and batches system calls, but a task
  * sent ahead waits behind the running one even if another worker frees
  * up, and can no longer be cancelled: so only for short tasks (under a
- * millisecond on average), when more jobs are queued than workers, and
- * each worker gets at most its share of the queue. */
+ * millisecond on average): one task ahead, or more when more jobs are
+ * queued than workers, each worker getting at most its share. */
 static int backlog(process_pool_t *p)
 {
     if (p->task_ns == 0 || p->task_ns > CORIO_NS_PER_MS)
@@ -701,7 +701,7 @@ static int backlog(process_pool_t *p)
     pthread_mutex_lock(&p->mu);
     size_t q = p->q.len, n = (size_t)p->base.max_workers;
     pthread_mutex_unlock(&p->mu);
-    size_t share = q <= n ? 1 : q / n + 1;
+    size_t share = q <= n ? 2 : q / n + 1; /* one sent ahead at least */
     return share < (size_t)p->depth ? (int)share : p->depth;
 }
 
