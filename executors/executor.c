@@ -97,10 +97,13 @@ int corio__job_new(corio_executor_fn fn, const corio_value_t *args, size_t n, bo
         return -ENOMEM;
     job->fn = fn;
     job->batch = batch;
-    job->args = n == 1 ? &job->arg1 : calloc(n, sizeof *job->args);
+    job->args = n == 1 ? &job->arg1 : malloc(n * sizeof *job->args);
     int rc = job->args ? corio_future_new_threadsafe(&job->fut) : -ENOMEM;
+    if (rc == 0) /* values in one copy; then each item's bytes */
+        memcpy(job->args, args, n * sizeof *args);
     for (size_t i = 0; rc == 0 && i < n; i++, job->n = i)
-        rc = copy_value(&args[i], &job->args[i]);
+        if (args[i].len)
+            rc = copy_value(&args[i], &job->args[i]);
     if (rc < 0) {
         corio__job_free(job);
         return rc;
