@@ -931,6 +931,8 @@ int corio_process_pool_new(corio_executor_t **out, const corio_process_pool_opti
     corio__block_signals(&old);
     if (rc == 0)
         rc = -pthread_create(&p->manager, NULL, manager_main, p);
+    if (rc == 0)
+        pthread_setname_np(p->manager, "corio-procpool");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
         for (int i = 0; p->workers && i < p->base.max_workers; i++)
