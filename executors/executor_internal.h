@@ -106,6 +106,9 @@ typedef struct corio_wire_item {
 } corio_wire_item_t;
 
 #define CORIO_FN_ABSOLUTE UINT32_MAX
+/* In a TASK or RESULT header's code: the items are n uint64_t values (all
+ * pointer-sized, and for a RESULT all succeeded), a third of the bytes. */
+#define CORIO_WIRE_COMPACT 1
 
 /* Names fn by the module it lies in, among those loaded at program start.
  * 0, or CORIO_ENONAME. */

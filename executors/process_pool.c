@@ -147,20 +147,25 @@ static char *out_grow(outmsg_t *m, size_t hsize, size_t k)
 /* Appends a TASK message for j; its bytes are sent from the job's copies. */
 static int encode_task(outmsg_t *m, const corio_job_t *j)
 {
-    size_t hsize = sizeof(corio_wire_hdr_t) + sizeof(corio_wire_fn_t) + j->n * sizeof(corio_wire_item_t);
     size_t nbytes = 0;
     for (size_t i = 0; i < j->n; i++)
         nbytes += j->args[i].len != 0;
+    bool compact = nbytes == 0;
+    size_t hsize = sizeof(corio_wire_hdr_t) + sizeof(corio_wire_fn_t) +
+                   j->n * (compact ? sizeof(uint64_t) : sizeof(corio_wire_item_t));
     char *head = out_grow(m, hsize, nbytes + 1);
     if (!head)
         return -ENOMEM;
     corio_wire_hdr_t *h = (corio_wire_hdr_t *)head;
     corio_wire_fn_t *fn = (corio_wire_fn_t *)(h + 1);
     corio_wire_item_t *t = (corio_wire_item_t *)(fn + 1);
-    *h = (corio_wire_hdr_t){CORIO_MSG_TASK, 0, j->n, hsize - sizeof *h};
+    *h = (corio_wire_hdr_t){CORIO_MSG_TASK, compact ? CORIO_WIRE_COMPACT : 0, j->n,
+                            hsize - sizeof *h};
     *fn = (corio_wire_fn_t){j->fn_module, 0, j->fn_offset};
     m->iov[m->niov++] = (struct iovec){head, hsize};
-    for (size_t i = 0; i < j->n; i++) {
+    for (size_t i = 0; compact && i < j->n; i++)
+        ((uint64_t *)t)[i] = (uint64_t)(uintptr_t)j->args[i].ptr;
+    for (size_t i = 0; !compact && i < j->n; i++) {
         t[i] = (corio_wire_item_t){0, 0, j->args[i].len,
                                    j->args[i].len ? 0 : (uint64_t)(uintptr_t)j->args[i].ptr};
         if (j->args[i].len) {
@@ -257,10 +262,18 @@ static int reader_target(reader_t *r, char **dst, size_t *need)
             *need = sizeof r->hdr - r->got;
             return 0;
         }
-        if (r->stage == 1 && r->got < r->hdr.n * sizeof *r->table) {
+        bool compact = r->hdr.code & CORIO_WIRE_COMPACT;
+        size_t tsize = r->hdr.n * (compact ? sizeof(uint64_t) : sizeof *r->table);
+        if (r->stage == 1 && r->got < tsize) {
             *dst = (char *)r->table + r->got;
-            *need = r->hdr.n * sizeof *r->table - r->got;
+            *need = tsize - r->got;
             return 0;
+        }
+        if (r->stage == 1 && compact) {
+            uint64_t *vals = (uint64_t *)r->table;
+            for (size_t i = 0; i < r->hdr.n; i++)
+                r->items[i] = (corio_batch_item_t){0, {(void *)(uintptr_t)vals[i], 0}};
+            return 1;
         }
         if (r->stage == 1) {
             r->stage = 2;

@@ -218,8 +218,21 @@ static void *resolve(worker_t *w, const corio_wire_fn_t *fn)
 }
 
 /* Reads n items' table and bytes into args; the bytes are malloc'd. */
-static int read_items(int sock, size_t n, corio_value_t *args)
+static int read_items(int sock, size_t n, corio_value_t *args, bool compact)
 {
+    if (compact) {
+        /* In place: value i lands at byte 8i and moves to 16i, walking
+         * down, so no value is overwritten before it is read. */
+        char *buf = (char *)args;
+        if (read_full(sock, buf, n * sizeof(uint64_t)) < 0)
+            return -1;
+        for (size_t i = n; i-- > 0;) {
+            uint64_t v;
+            memcpy(&v, buf + i * sizeof v, sizeof v);
+            args[i] = (corio_value_t){(void *)(uintptr_t)v, 0};
+        }
+        return 0;
+    }
     corio_wire_item_t *t = malloc((n ? n : 1) * sizeof *t);
     if (!t || read_full(sock, t, n * sizeof *t) < 0) {
         free(t);
@@ -239,6 +252,22 @@ static int read_items(int sock, size_t n, corio_value_t *args)
     }
     free(t);
     return rc;
+}
+
+/* When every item succeeded with a pointer-sized value, rewrites t in
+ * place as n uint64_t values and marks the header compact. */
+static bool compact_result(corio_wire_hdr_t *h, corio_wire_item_t *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i].rc != 0 || t[i].len != 0)
+            return false;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = t[i].value; /* byte 24i+16 moves to 8i: walking up, */
+        memcpy((char *)t + i * sizeof v, &v, sizeof v); /* nothing unread */
+    }
+    h->code = CORIO_WIRE_COMPACT;
+    h->len = n * sizeof(uint64_t);
+    return true;
 }
 
 /* Runs fn over args and sends the RESULT message. */
@@ -271,6 +300,8 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     }
     iov[0] = (struct iovec){&h, sizeof h};
     iov[1] = (struct iovec){t, n * sizeof *t};
+    if (compact_result(&h, t, n))
+        iov[1].iov_len = h.len;
     int rc = out_send(w->sock, iov, niov, sizeof h + h.len);
     for (size_t i = 0; i < n; i++)
         if (res[i].len)
@@ -287,7 +318,8 @@ static int handle_task(worker_t *w, const corio_wire_hdr_t *h)
     corio_value_t *args = malloc((h->n ? h->n : 1) * sizeof *args);
     if (!args)
         worker_exit(70);
-    if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, h->n, args) < 0)
+    if (read_full(w->sock, &fn, sizeof fn) < 0 ||
+        read_items(w->sock, h->n, args, h->code & CORIO_WIRE_COMPACT) < 0)
         worker_exit(0); /* the parent went away mid-message */
     int rc = run_and_reply(w, (corio_executor_fn)resolve(w, &fn), args, h->n);
     for (size_t i = 0; i < h->n; i++)
@@ -331,7 +363,7 @@ static void handle_init(worker_t *w)
     }
     corio_wire_fn_t fn;
     corio_value_t arg;
-    if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, 1, &arg) < 0)
+    if (read_full(w->sock, &fn, sizeof fn) < 0 || read_items(w->sock, 1, &arg, false) < 0)
         worker_exit(0);
     corio_initializer_fn init = h.n ? (corio_initializer_fn)resolve(w, &fn) : NULL;
     int rc = h.n && !init ? CORIO_ENONAME : init ? init(&arg) : 0;
