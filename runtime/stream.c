@@ -171,7 +171,12 @@ static int wait_writer(corio_stream_t *s, bool for_close, int64_t deadline)
     if (rc)
         return rc;
     waiter_push(s, &w);
-    return corio__wait(&w, deadline);
+    rc = corio__wait(&w, deadline);
+    /* corio__wait may return before suspending (a deadline that passed in
+     * between): the waiter must not stay linked once this frame is gone. */
+    if (!w.woken)
+        waiter_unlink(s, &w);
+    return rc;
 }
 
 /* ---- sending ------------------------------------------------------------------ */

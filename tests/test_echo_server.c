@@ -11,7 +11,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +70,7 @@ static void server_start(server_t *s)
     s->pid = fork();
     CHECK(s->pid >= 0);
     if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed case */
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
@@ -194,7 +198,12 @@ static intptr_t conn_main(void *arg)
     while (got < PAYLOAD) {
         ssize_t n = corio_recv(fd, buf, sizeof buf, 0, corio_now() + 60000 * MS);
         if (n <= 0) {
-            fprintf(stderr, "# connection %d: recv %zd after %zu bytes\n", i, n, got);
+            /* Say where the bytes are: waiting to be read here, or unsent. */
+            int inq = -1, outq = -1;
+            ioctl(fd, FIONREAD, &inq);
+            ioctl(fd, SIOCOUTQ, &outq);
+            fprintf(stderr, "# connection %d: recv %zd after %zu bytes; readable %d, unsent %d\n",
+                    i, n, got, inq, outq);
             same = false;
             break;
         }

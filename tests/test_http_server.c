@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,7 @@ static void setup(void)
     g_pid = fork();
     CHECK(g_pid >= 0);
     if (g_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed case */
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
