@@ -11,6 +11,7 @@
 void corio__task_free(corio_task_t *t);
 int corio__task_cancel_future(corio_future_t *f);
 void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
+int corio__suspend(corio_waiter_t *w, int64_t deadline);
 
 static inline void lock(corio_future_t *f)
 {
@@ -300,7 +301,10 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
     char *copy = msg ? strdup(msg) : NULL;
     lock(f);
     uint8_t s = load_state(f);
-    if (s == CORIO_FUTURE_FINISHED || s == CORIO_FUTURE_CANCELLED) {
+    /* A running future (an executor took it) can no longer be cancelled:
+     * checked here, under the lock, not before it by the caller. */
+    if (s == CORIO_FUTURE_FINISHED || s == CORIO_FUTURE_CANCELLED ||
+        (state == CORIO_FUTURE_CANCELLED && s == CORIO_FUTURE_RUNNING)) {
         unlock(f);
         free(copy);
         return CORIO_EINVALSTATE;
@@ -528,7 +532,9 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
     waiter_link(f, &fw);
     unlock(f);
     corio_future_ref(f);
-    rc = corio__wait(&fw.w, deadline);
+    /* Not corio__wait: its entry checks ran above, and a deadline passing in
+     * between would return before suspending, leaving fw linked to f. */
+    rc = corio__suspend(&fw.w, deadline);
     if (fw.w.woken)
         rc = corio_future_result(f, out);
     corio_future_unref(f);

@@ -226,7 +226,82 @@ static intptr_t await_loop_future_main(void *arg)
 
 static void await_loop_future(void) { CHECK_EQ(corio_run(await_loop_future_main, NULL), 0); }
 
+
+/* An await whose deadline passes between its entry check and the wait
+ * itself must not leave its waiter (a dead stack frame) on the future. */
+static intptr_t expiring_await_main(void *arg)
+{
+    (void)arg;
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(NULL, &f), 0);
+    for (int i = 0; i < 20000; i++) {
+        CHECK_EQ(corio_await_timeout(f, i % 4000, NULL), -ETIMEDOUT);
+        CHECK(f->whead == NULL);
+    }
+    corio_future_set_result(f, corio_value_int(1));
+    corio_future_unref(f);
+    return 0;
+}
+
+static void expiring_await_leaves_no_waiter(void)
+{
+    CHECK_EQ(corio_run(expiring_await_main, NULL), 0);
+}
+
+/* cancel racing set_running_or_notify_cancel on a thread-safe future: exactly
+ * one of them wins; a future that was let run is never cancelled under it. */
+static corio_future_t *_Atomic race_f;
+static atomic_int race_go, race_done;
+static int race_cancel_rc;
+
+static void *race_canceller(void *arg)
+{
+    (void)arg;
+    for (int gen = 1;; gen++) {
+        while (atomic_load(&race_go) < gen)
+            ;
+        corio_future_t *f = atomic_load(&race_f);
+        if (!f)
+            return NULL;
+        race_cancel_rc = corio_future_cancel(f);
+        atomic_store(&race_done, gen);
+    }
+}
+
+static void cancel_races_set_running(void)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, race_canceller, NULL);
+    int both_tried = 0;
+    for (int gen = 1; gen <= 200000; gen++) {
+        corio_future_t *f;
+        CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+        atomic_store(&race_f, f);
+        atomic_store(&race_go, gen);
+        for (int spin = gen % 64; spin; spin--)
+            __asm__ volatile("" ::: "memory");
+        int run = corio_future_set_running_or_notify_cancel(f);
+        while (atomic_load(&race_done) < gen)
+            ;
+        if (run == 0) {
+            CHECK_EQ(race_cancel_rc, -EALREADY); /* running: not cancellable */
+            CHECK(corio_future_running(f));
+            CHECK_EQ(corio_future_set_result(f, corio_value_int(1)), 0);
+            both_tried++;
+        } else {
+            CHECK_EQ(run, -ECANCELED);
+            CHECK_EQ(race_cancel_rc, 0);
+        }
+        corio_future_unref(f);
+    }
+    atomic_store(&race_f, NULL);
+    atomic_store(&race_go, 200001);
+    pthread_join(th, NULL);
+    CHECK(both_tried > 0);
+}
+
 TEST_MAIN(CASE(states_and_outcomes), CASE(bytes_are_owned_by_the_future),
           CASE(callbacks_run_later_in_order), CASE(threadsafe_callbacks),
           CASE(blocking_wait_outside_coroutine), CASE(await_threadsafe_from_coroutine),
-          CASE(await_loop_future))
+          CASE(await_loop_future),
+          CASE(expiring_await_leaves_no_waiter), CASE(cancel_races_set_running))
