@@ -493,7 +493,8 @@ static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
 {
     if (!f->sync)
         return -EDEADLK; /* would stop the loop that must complete it */
-    int64_t deadline = timeout_ns >= 0 ? corio_now() + timeout_ns : CORIO_NEVER;
+    int64_t deadline =
+        timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     struct timespec ts = {deadline / CORIO_NS_PER_SEC, deadline % CORIO_NS_PER_SEC};
     int rc = 0;
     lock(f);
@@ -519,7 +520,8 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         return -EDEADLK; /* a task awaiting itself */
     if (f->loop && f->loop != task->loop)
         return -EINVAL; /* another thread's loop future */
-    int64_t deadline = timeout_ns >= 0 ? corio_now() + timeout_ns : CORIO_NEVER;
+    int64_t deadline =
+        timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     int rc = corio__interrupt_pending(deadline);
     if (rc)
         return rc;

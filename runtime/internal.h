@@ -235,6 +235,12 @@ void *corio__loop_default_executor(corio_loop_t *loop);
 void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
                                       void (*shutdown)(void *executor));
 
+/* now + ns, saturated: a duration too long for the clock is CORIO_NEVER. */
+static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
+{
+    return ns >= CORIO_NEVER - now ? CORIO_NEVER : now + ns;
+}
+
 /* The loop of this thread (thread-local). */
 extern __thread corio_loop_t *corio__tls_loop;
 

@@ -313,7 +313,7 @@ static void wait_completions(corio_loop_t *loop, int64_t timeout)
         reap(loop);
         return;
     }
-    int64_t deadline = timeout > 0 ? corio_now() + timeout : 0;
+    int64_t deadline = timeout > 0 ? corio__deadline_after(corio_now(), timeout) : 0;
     for (;;) {
         struct __kernel_timespec ts, *tsp = NULL;
         if (timeout > 0) {
@@ -502,7 +502,7 @@ int corio_loop_call_later(corio_loop_t *loop, corio_handle_t *h, int64_t delay_n
         return -EINVAL;
     if (delay_ns < 0)
         delay_ns = 0;
-    return corio_loop_call_at(loop, h, corio_now() + delay_ns, fn, arg);
+    return corio_loop_call_at(loop, h, corio__deadline_after(corio_now(), delay_ns), fn, arg);
 }
 
 int corio_handle_cancel(corio_handle_t *h)

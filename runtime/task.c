@@ -420,7 +420,7 @@ int corio_sleep(int64_t ns)
     if (ns <= 0)
         return yield_now(t);
     corio_waiter_t w = {.task = t};
-    int rc = corio__wait(&w, corio_now() + ns);
+    int rc = corio__wait(&w, corio__deadline_after(corio_now(), ns));
     if (rc == -ETIMEDOUT && !t->scope_expired)
         return 0;
     return rc;

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -258,8 +259,9 @@ static void *race_canceller(void *arg)
 {
     (void)arg;
     for (int gen = 1;; gen++) {
-        while (atomic_load(&race_go) < gen)
-            ;
+        for (int spin = 0; atomic_load(&race_go) < gen; spin++)
+            if (spin > 10000)
+                sched_yield();
         corio_future_t *f = atomic_load(&race_f);
         if (!f)
             return NULL;
@@ -278,11 +280,12 @@ static void cancel_races_set_running(void)
         CHECK_EQ(corio_future_new_threadsafe(&f), 0);
         atomic_store(&race_f, f);
         atomic_store(&race_go, gen);
-        for (int spin = gen % 64; spin; spin--)
+        for (int spin = gen % 1024; spin; spin--)
             __asm__ volatile("" ::: "memory");
         int run = corio_future_set_running_or_notify_cancel(f);
-        while (atomic_load(&race_done) < gen)
-            ;
+        for (int spin = 0; atomic_load(&race_done) < gen; spin++)
+            if (spin > 10000)
+                sched_yield();
         if (run == 0) {
             CHECK_EQ(race_cancel_rc, -EALREADY); /* running: not cancellable */
             CHECK(corio_future_running(f));

@@ -336,7 +336,43 @@ static void unretrieved_task_error(void)
     CHECK_EQ(corio_loop_free(loop), 0);
 }
 
+/* A duration too large to add to the clock means "never", not "at once". */
+static intptr_t sleeps_for_ever(void *arg)
+{
+    (void)arg;
+    return corio_sleep(INT64_MAX);
+}
+
+static intptr_t awaits_for_ever(void *arg)
+{
+    return corio_await_timeout(arg, INT64_MAX, NULL);
+}
+
+static intptr_t huge_durations_main(void *arg)
+{
+    (void)arg;
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(NULL, &f), 0);
+    corio_task_t *s, *a;
+    CHECK_EQ(corio_spawn(NULL, &s, sleeps_for_ever, NULL, NULL), 0);
+    CHECK_EQ(corio_spawn(NULL, &a, awaits_for_ever, f, NULL), 0);
+    corio_sleep(5 * CORIO_NS_PER_MS);
+    CHECK(!corio_task_done(s));
+    CHECK(!corio_task_done(a));
+    corio_task_cancel(s);
+    CHECK_EQ(corio_task_await(s, NULL), -ECANCELED);
+    corio_future_set_result(f, corio_value_int(4));
+    CHECK_EQ(corio_task_await(a, NULL), 0);
+    corio_task_release(s);
+    corio_task_release(a);
+    corio_future_unref(f);
+    return 0;
+}
+
+static void huge_durations_mean_never(void) { CHECK_EQ(corio_run(huge_durations_main, NULL), 0); }
+
 TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleeping_and_awaiting),
           CASE(cancellation_is_level_triggered), CASE(cancel_before_start), CASE(task_errors),
           CASE(kernel_ops_cancel_and_deadline), CASE(run_cancels_leftovers),
-          CASE(misuse_outside_coroutine), CASE(unretrieved_task_error))
+          CASE(misuse_outside_coroutine), CASE(unretrieved_task_error),
+          CASE(huge_durations_mean_never))
