@@ -203,6 +203,12 @@ static void run_loop_callbacks(void *arg)
     corio_future_unref(f);
 }
 
+void corio__future_drop_scheduled(corio_handle_t *h)
+{
+    if (h->fn == run_loop_callbacks)
+        corio_future_unref(h->arg);
+}
+
 static void schedule_loop_callbacks(corio_future_t *f)
 {
     if (!f->ncb || !f->loop || corio_handle_pending(&f->cb_handle))

@@ -138,6 +138,9 @@ void corio__future_init(corio_future_t *f, corio_loop_t *loop);
 int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
                            corio_value_t v);
 void corio__future_release_storage(corio_future_t *f);
+/* Loop close: h, just taken off the ready queue, is dropped unrun; if it was
+ * a future's callback run, releases the reference that run held. */
+void corio__future_drop_scheduled(corio_handle_t *h);
 
 /* ---- tasks ---------------------------------------------------------------- */
 

@@ -407,8 +407,8 @@ int corio_loop_run_forever(corio_loop_t *loop)
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->running)
-        return -EBUSY;
+    if (loop->running || loop->current)
+        return -EBUSY; /* running, or called from one of its tasks (run_once) */
     loop->running = true;
     while (!loop->stopping)
         loop_turn(loop, -1);
@@ -632,6 +632,8 @@ static void free_owned_handles(corio_loop_t *loop)
         corio__ready_remove(loop, h);
         if (h->owned)
             free(h);
+        else
+            corio__future_drop_scheduled(h); /* may free the future, h with it */
     }
     while (loop->nheap) {
         corio_handle_t *h = loop->heap[0];

@@ -462,9 +462,71 @@ static void ring_setup_error_says_why(void)
     CHECK(strstr(buf, "seccomp") || strstr(buf, "disabled"));
 }
 
+/* ---- re-entrance and close ---- */
+
+/* A loop driven by run_once (embedded) is running while its tasks run: a
+ * task cannot start a nested run_forever on its own stack. */
+static intptr_t runs_loop_inside(void *arg)
+{
+    corio_loop_t *loop = arg;
+    corio_handle_t h = {0};
+    /* Should the nested run start, this ends it (and the test fails). */
+    corio_loop_call_later(loop, &h, 50 * CORIO_NS_PER_MS, stop_cb, loop);
+    int rc = corio_loop_run_forever(loop);
+    if (corio_handle_pending(&h))
+        corio_handle_cancel(&h);
+    return rc;
+}
+
+static void nested_run_from_a_task_is_refused(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(loop, &t, runs_loop_inside, loop, NULL), 0);
+    for (int i = 0; i < 1000 && !corio_task_done(t); i++)
+        corio_loop_run_once(loop, CORIO_NS_PER_MS);
+    CHECK(corio_task_done(t));
+    CHECK_EQ(corio_future_result(corio_task_future(t), NULL), -EBUSY);
+    corio_task_release(t);
+    close_clean(loop);
+}
+
+/* Callbacks that the loop's last turn schedules (one future's callback
+ * completing another) hold a reference on their future: closing the loop
+ * must not leak it (LeakSanitizer checks under ASan). */
+static int chained_ran;
+static void chain_second(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    chained_ran++;
+}
+
+static void chain_first(corio_future_t *f, void *arg)
+{
+    (void)f;
+    corio_future_set_result(arg, corio_value_int(2));
+    corio_future_unref(arg); /* the reference given with the callback */
+}
+
+static void close_releases_scheduled_callbacks(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_future_t *f1, *f2;
+    CHECK_EQ(corio_future_new(loop, &f1), 0);
+    CHECK_EQ(corio_future_new(loop, &f2), 0);
+    CHECK_EQ(corio_future_add_done_callback(f1, chain_first, corio_future_ref(f2)), 0);
+    CHECK_EQ(corio_future_add_done_callback(f2, chain_second, NULL), 0);
+    corio_future_set_result(f1, corio_value_int(1));
+    corio_future_unref(f1);
+    corio_future_unref(f2);
+    close_clean(loop);
+}
+
 TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE_T(million_timers_in_order, 90), CASE(threadsafe_call_wakes_loop),
           CASE(loop_per_thread), CASE(embedding_with_poll), CASE_T(tiny_ring_loses_nothing, 60),
           CASE(eintr_is_retried), CASE(faults_reach_the_caller),
           CASE(unretrieved_error_is_reported), CASE(closed_loop_refuses),
-          CASE(ring_setup_error_says_why))
+          CASE(ring_setup_error_says_why), CASE(nested_run_from_a_task_is_refused),
+          CASE(close_releases_scheduled_callbacks))
