@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
@@ -168,7 +169,17 @@ static void blocking_wait_outside_coroutine(void)
     CHECK_EQ(corio_loop_free(loop), 0);
 }
 
-static int ticks;
+static atomic_int ticks;
+
+/* Completes the future only once the loop has ticked other tasks 6 times:
+ * proof that the await suspended one task, not the loop. */
+static void *complete_after_ticks(void *arg)
+{
+    while (atomic_load(&ticks) <= 5)
+        usleep(1000);
+    corio_future_set_result(arg, corio_value_int(77));
+    return NULL;
+}
 static intptr_t ticker(void *arg)
 {
     (void)arg;
@@ -187,7 +198,7 @@ static intptr_t await_threadsafe_main(void *arg)
     corio_future_t *f;
     CHECK_EQ(corio_future_new_threadsafe(&f), 0);
     pthread_t th;
-    pthread_create(&th, NULL, complete_later, f);
+    pthread_create(&th, NULL, complete_after_ticks, f);
     corio_loop_stats_t before, after;
     corio_loop_stats(corio_loop_current(), &before);
     corio_value_t v;
