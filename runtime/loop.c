@@ -399,7 +399,10 @@ int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns)
         return rc;
     if (loop->current)
         return -EBUSY; /* called from one of the loop's own tasks */
-    return loop_turn(loop, timeout_ns);
+    int ran = loop_turn(loop, timeout_ns);
+    if (!loop->running)
+        loop->stopping = false; /* one turn is all a stop asks of run_once */
+    return ran;
 }
 
 int corio_loop_run_forever(corio_loop_t *loop)

@@ -44,7 +44,7 @@ typedef struct corio_loop_stats {
     uint64_t timers_pending;  /* call_later/call_at handles and task deadlines */
     uint64_t ready_callbacks; /* callbacks queued to run */
     uint64_t cq_overflows;    /* times the kernel held back completions */
-    uint64_t tasks_live;      /* tasks spawned and not yet freed */
+    uint64_t tasks_live;      /* tasks spawned and not yet finished */
     uint64_t turns;           /* loop iterations run */
 } corio_loop_stats_t;
 
@@ -67,7 +67,8 @@ CORIO_API int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opt
 
 /* Closes a stopped loop: releases its ring, stacks and handles; it can no
  * longer run (-EINVAL) and the thread may create a new loop. -EBUSY while
- * tasks are still alive or it is running: the loop is then left untouched.
+ * tasks are still alive or it is running (a close that finds live tasks only
+ * after shutting down the default executor has still shut it down).
  * Closing twice returns 0. Loop thread. */
 CORIO_API int corio_loop_close(corio_loop_t *loop);
 /* Closes the loop if needed (same errors) and frees its memory. */
