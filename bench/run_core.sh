@@ -39,31 +39,13 @@ for i in $(seq "$rounds"); do
     "$b/bench_core" idle >>"$raw"
 done
 
-python3 - "$raw" "$rounds" <<'PY'
-import statistics, sys
-vals, units = {}, {}
-for line in open(sys.argv[1]):
-    p = line.split()
-    if len(p) >= 2:
-        vals.setdefault(p[0], []).append(float(p[1]))
-        units[p[0]] = p[2] if len(p) > 2 else ""
-med = {k: statistics.median(v) for k, v in vals.items()}
-
-def fmt(x):
-    return f"{x:,.0f}" if x >= 1000 else f"{x:.2f}" if x < 100 else f"{x:.1f}"
-
-print(f"Medians of {sys.argv[2]} alternating runs:\n")
-print("| figure | median | unit |")
-print("| --- | ---: | --- |")
-for k in vals:
-    print(f"| `{k}` | {fmt(med[k])} | {units[k]} |")
-
-def ratio(label, num, den, goal):
-    if num in med and den in med and med[den] > 0:
-        print(f"| {label} | {med[num] / med[den]:.2f}x | {goal} |")
-
-print("\n| ratio (above 1 favours corio) | value | goal |")
-print("| --- | ---: | --- |")
+PYTHONPATH=bench python3 - "$raw" "$rounds" <<'PY'
+import sys
+from medians import Report
+r = Report(sys.argv[1])
+med, ratio = r.med, r.ratio
+r.figures(f"Medians of {sys.argv[2]} alternating runs:")
+r.ratios("ratio (above 1 favours corio)")
 ratio("swapcontext ns / corio switch ns", "ctxswitch_ucontext_ns", "ctxswitch_corio_ns", ">= 20x")
 ratio("boost fcontext ns / corio switch ns", "ctxswitch_boost_fcontext_ns", "ctxswitch_corio_ns", ">= 1x")
 ratio("boost callcc ns / corio switch ns", "ctxswitch_boost_callcc_ns", "ctxswitch_corio_ns", ">= 1x")

@@ -30,31 +30,14 @@ for i in $(seq "$rounds"); do
              $1 == "checksum" { print "py_factorize_checksum", $2, "sum" }' >>"$raw"
 done
 
-python3 - "$raw" "$rounds" "$(nproc)" <<'PY'
-import statistics, sys
-vals, units = {}, {}
-for line in open(sys.argv[1]):
-    p = line.split()
-    if len(p) >= 2:
-        vals.setdefault(p[0], []).append(float(p[1]))
-        units[p[0]] = p[2] if len(p) > 2 else "tasks/s"
-med = {k: statistics.median(v) for k, v in vals.items()}
-
-def fmt(x):
-    return f"{x:,.0f}" if x >= 1000 else f"{x:.3f}"
-
-print(f"Medians of {sys.argv[2]} alternating runs on {sys.argv[3]} CPUs:\n")
-print("| figure | median | unit |")
-print("| --- | ---: | --- |")
-for k in vals:
-    print(f"| `{k}` | {fmt(med[k])} | {units[k]} |")
-
-def ratio(label, num, den, goal):
-    if num in med and den in med and med[den] > 0:
-        print(f"| {label} | {med[num] / med[den]:.1f}x | {goal} |")
-
-print("\n| ratio | value | goal |")
-print("| --- | ---: | --- |")
+PYTHONPATH=bench python3 - "$raw" "$rounds" "$(nproc)" <<'PY'
+import sys
+from medians import Report
+r = Report(sys.argv[1], default_unit="tasks/s", ratio_digits=1,
+           fmt=lambda x: f"{x:,.0f}" if x >= 1000 else f"{x:.3f}")
+med, ratio = r.med, r.ratio
+r.figures(f"Medians of {sys.argv[2]} alternating runs on {sys.argv[3]} CPUs:")
+r.ratios("ratio")
 ratio("thread pool submit: corio / Python", "thread_submit_per_s", "py_thread_submit_per_s", ">= 20x")
 ratio("thread pool map (chunksize 1000): corio / Python map", "thread_map_chunk1000_per_s",
       "py_thread_map_per_s", ">= 20x")
