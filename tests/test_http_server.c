@@ -116,8 +116,10 @@ static char *curl(const char *args)
 {
     static char out[4096];
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "curl --noproxy '*' -sS --max-time 10 --path-as-is %s 2>&1", args);
+    int len = snprintf(cmd, sizeof cmd,
+                       "curl --noproxy '*' -sS --max-time 10 --path-as-is %s 2>&1",
+                       args);
+    CHECK(len > 0 && (size_t)len < sizeof cmd);
     FILE *f = popen(cmd, "r");
     CHECK(f);
     size_t n = fread(out, 1, sizeof out - 1, f);
