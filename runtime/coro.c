@@ -4,21 +4,6 @@
 
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CORIO_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CORIO_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define CORIO_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CORIO_TSAN 1
-#endif
-#endif
-
 #ifdef CORIO_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
@@ -81,9 +66,11 @@ void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg)
 {
     char *top = (char *)c->stack.map + c->stack.map_size;
     corio__ctx_init(&c->ctx, top, entry, arg);
+#ifdef CORIO_ASAN
     c->asan_bottom = (char *)c->stack.map + (c->stack.map_size - c->stack.size);
     c->asan_size = c->stack.size;
     c->asan_fake_stack = NULL;
+#endif
 #ifdef CORIO_TSAN
     c->tsan_fiber = __tsan_create_fiber(0);
 #endif

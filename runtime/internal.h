@@ -14,6 +14,21 @@
 #define corio_likely(x) __builtin_expect(!!(x), 1)
 #define corio_unlikely(x) __builtin_expect(!!(x), 0)
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CORIO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORIO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CORIO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CORIO_TSAN 1
+#endif
+#endif
+
 /* ---- coroutine: a stack and a context switch, no loop -------------------- */
 
 typedef struct corio_ctx {
@@ -21,9 +36,9 @@ typedef struct corio_ctx {
 } corio_ctx_t;
 
 typedef struct corio_stack {
-    void *map;       /* start of the mapping (the guard page) */
-    size_t map_size; /* guard + usable */
-    size_t size;     /* usable bytes above the guard */
+    void *map;         /* start of the mapping (the guard page) */
+    uint32_t map_size; /* guard + usable; stacks stay below 4 GiB */
+    uint32_t size;     /* usable bytes above the guard */
 } corio_stack_t;
 
 /* Assembly, one file per target: saves the callee-saved registers and the
@@ -38,10 +53,14 @@ void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *a
 typedef struct corio_coro {
     corio_ctx_t ctx;
     corio_stack_t stack;
+#ifdef CORIO_TSAN
     void *tsan_fiber;
+#endif
+#ifdef CORIO_ASAN
     const void *asan_bottom; /* for ASan's switch annotations */
     size_t asan_size;
     void *asan_fake_stack;
+#endif
 } corio_coro_t;
 
 void corio__coro_init_main(corio_coro_t *main_coro);
@@ -151,23 +170,33 @@ struct corio_task {
     corio_task_fn fn;
     void *arg;
     corio_handle_t step;     /* resumes the task */
-    corio_handle_t deadline; /* interrupts the current wait */
+    corio_handle_t *deadline; /* interrupts the current wait; lives in its frame */
     corio_waiter_t *waiter;  /* the wait the task is suspended in */
     int interrupt;           /* why the wait was interrupted */
     int cancel_requests;
-    int64_t scope_deadline;  /* the innermost timeout scope's deadline */
+    int shielded; /* shielded waits: scope_deadline parked at CORIO_NEVER */
     bool scope_expired;      /* a wait ended by the scope deadline */
-    /* Timeout scopes (runtime/timeout.c): the innermost one, and a count of
-     * shielded waits during which scope_deadline is parked at CORIO_NEVER. */
-    struct corio_timeout *scope_top;
-    int shielded;
-    int64_t wait_deadline;   /* the per-call deadline of the current wait */
     bool in_wait;            /* suspended in corio__suspend */
     bool started, finished;
+    int64_t scope_deadline;  /* the innermost timeout scope's deadline */
+    struct corio_timeout *scope_top; /* innermost timeout scope (timeout.c) */
+    int64_t wait_deadline;   /* the per-call deadline of the current wait */
     corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
-    uint64_t id;             /* for the default name */
-    char name[40];
+    uint64_t id;             /* for the default name "task-<id>" */
+    char *name;              /* given or formatted on demand; NULL before */
 };
+
+/* The task's name, or its default name formatted into buf: safe in a signal
+ * handler, unlike corio_task_name, which may allocate. */
+const char *corio__task_name_safe(const corio_task_t *t, char buf[32]);
+
+/* Task records (task_arena.c): recycled per loop; a record may be dropped
+ * on any thread and after its loop closed. */
+typedef struct corio_task_arena corio_task_arena_t;
+int corio__task_arena_new(corio_loop_t *loop);
+void corio__task_arena_close(corio_loop_t *loop);
+corio_task_t *corio__task_alloc(corio_loop_t *loop);
+void corio__task_dealloc(corio_task_t *t);
 
 /* ---- loop ------------------------------------------------------------------ */
 
@@ -203,6 +232,7 @@ struct corio_loop {
     corio_task_t *current;
     corio_coro_t main_coro;
     corio_stack_pool_t stacks;
+    struct corio_task_arena *task_arena; /* task records (task_arena.c) */
     bool running, stopping, closed;
     bool pollable; /* CORIO_LOOP_EMBEDDED: the ring fd wakes poll() */
     uint64_t task_counter;
@@ -248,7 +278,13 @@ static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
 extern __thread corio_loop_t *corio__tls_loop;
 
 /* Fault injection for tests: makes the Nth later call of a site fail. */
-enum { CORIO_FAULT_SQE, CORIO_FAULT_SUBMIT, CORIO_FAULT_MMAP, CORIO_FAULT_NSITES };
+enum {
+    CORIO_FAULT_SQE,
+    CORIO_FAULT_SUBMIT,
+    CORIO_FAULT_MMAP,
+    CORIO_FAULT_TIMER, /* growing the timer heap */
+    CORIO_FAULT_NSITES
+};
 void corio__fault_set(int site, long nth);
 bool corio__fault_hit(int site);
 

@@ -121,6 +121,13 @@ int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opts)
         free(loop);
         return rc;
     }
+    rc = corio__task_arena_new(loop);
+    if (rc < 0) {
+        close(loop->wake_fd);
+        io_uring_queue_exit(&loop->ring);
+        free(loop);
+        return rc;
+    }
     pthread_mutex_init(&loop->ts_mu, NULL);
     loop->ready.prev = loop->ready.next = &loop->ready;
     corio__stack_pool_init(&loop->stacks);
@@ -681,6 +688,7 @@ int corio_loop_close(corio_loop_t *loop)
     close(loop->wake_fd);
     pthread_mutex_destroy(&loop->ts_mu);
     corio__stack_pool_destroy(&loop->stacks);
+    corio__task_arena_close(loop);
     corio__overflow_handler_release();
     if (corio__tls_loop == loop)
         corio__tls_loop = NULL;

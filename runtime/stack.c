@@ -72,8 +72,8 @@ static int stack_map(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
     }
     p->exhausted = false;
     out->map = map;
-    out->map_size = total;
-    out->size = usable;
+    out->map_size = (uint32_t)total;
+    out->size = (uint32_t)usable;
     return 0;
 }
 
@@ -83,6 +83,8 @@ int corio__stack_get(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
         size = CORIO_DEFAULT_STACK_SIZE;
     if (size < 16 * 1024)
         size = 16 * 1024;
+    if (size > UINT32_MAX - 2 * p->page)
+        return -EINVAL; /* a stack of 4 GiB or more is a mistake */
     if (size == CORIO_DEFAULT_STACK_SIZE && p->nfree > 0) {
         *out = p->free[--p->nfree];
         return 0;
@@ -150,8 +152,9 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
     corio_loop_t *loop = corio__tls_loop;
     corio_task_t *t = loop ? loop->current : NULL;
     if (t && corio__stack_guard_hit(&t->coro.stack, si->si_addr)) {
+        char buf[32];
         write_str("corio: stack overflow in task '");
-        write_str(corio_task_name(t));
+        write_str(corio__task_name_safe(t, buf));
         write_str("'\n");
         signal(SIGABRT, SIG_DFL);
         abort();

@@ -58,8 +58,6 @@ static void task_entry(void *arg)
 static void task_retire(corio_task_t *t)
 {
     corio_loop_t *loop = t->loop;
-    if (corio_handle_pending(&t->deadline))
-        corio_handle_cancel(&t->deadline);
     task_unlink(t);
     corio__coro_destroy(&t->coro);
     corio__stack_put(&loop->stacks, &t->coro.stack);
@@ -103,7 +101,67 @@ static void task_step(void *arg)
 void corio__task_free(corio_task_t *t)
 {
     corio__future_release_storage(&t->fut);
-    free(t);
+    free(t->name);
+    corio__task_dealloc(t);
+}
+
+static void schedule_step(corio_task_t *t);
+
+/* Field by field: a record comes back from the free list dirty, and a
+ * memset of the whole record costs more than the stores. */
+static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, void *arg)
+{
+    t->coro.stack.map = NULL;
+#ifdef CORIO_TSAN
+    t->coro.tsan_fiber = NULL;
+#endif
+    t->loop = loop;
+    t->fn = fn;
+    t->arg = arg;
+    t->step.state = CORIO_H_IDLE;
+    t->deadline = NULL;
+    t->waiter = NULL;
+    t->interrupt = 0;
+    t->cancel_requests = 0;
+    t->shielded = 0;
+    t->scope_expired = t->in_wait = t->started = t->finished = false;
+    t->scope_deadline = CORIO_NEVER;
+    t->scope_top = NULL;
+    t->wait_deadline = CORIO_NEVER;
+    t->tprev = NULL;
+    t->id = 0;
+    t->name = NULL;
+}
+
+/* Other sizes, and every size once mapping has failed, get their stack at
+ * spawn, so that spawning itself reports -ENOMEM. */
+static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
+{
+    int rc = corio__stack_get(&t->loop->stacks, stack_size, &t->coro.stack);
+    if (rc < 0)
+        return rc;
+    corio__coro_create(&t->coro, task_entry, t);
+    return 0;
+}
+
+static int task_set_name(corio_task_t *t, const char *name)
+{
+    if (!name) {
+        t->id = ++t->loop->task_counter; /* "task-N" is formatted when asked for */
+        return 0;
+    }
+    t->name = strdup(name);
+    return t->name ? 0 : -ENOMEM;
+}
+
+static void task_link(corio_task_t *t)
+{
+    corio_loop_t *loop = t->loop;
+    t->tnext = loop->tasks;
+    if (loop->tasks)
+        loop->tasks->tprev = t;
+    loop->tasks = t;
+    loop->stats.tasks_live++;
 }
 
 int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *arg,
@@ -115,40 +173,29 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
         loop = corio__tls_loop;
     if (!loop || !fn || loop->closed || loop != corio__tls_loop)
         return -EINVAL;
-    corio_task_t *t = malloc(sizeof *t);
+    corio_task_t *t = corio__task_alloc(loop);
     if (!t)
         return -ENOMEM;
-    memset(&t->coro, 0, sizeof *t - offsetof(corio_task_t, coro));
-    /* Other sizes, and every size once mapping has failed, get their stack
-     * now, so that spawning itself reports -ENOMEM. */
+    task_init(t, loop, fn, arg);
     size_t stack_size = opts ? opts->stack_size : 0;
     bool lazy = (stack_size == 0 || stack_size == CORIO_DEFAULT_STACK_SIZE) &&
                 !loop->stacks.exhausted;
-    if (!lazy) {
-        int rc = corio__stack_get(&loop->stacks, stack_size, &t->coro.stack);
-        if (rc < 0) {
-            free(t);
-            return rc;
+    int rc = lazy ? 0 : task_bind_stack_now(t, stack_size);
+    if (rc == 0) {
+        rc = task_set_name(t, opts ? opts->name : NULL);
+        if (rc < 0 && !lazy) {
+            corio__coro_destroy(&t->coro);
+            corio__stack_put(&loop->stacks, &t->coro.stack);
         }
+    }
+    if (rc < 0) {
+        corio__task_dealloc(t);
+        return rc;
     }
     corio__future_init(&t->fut, loop);
     t->fut.is_task = true;
-    t->loop = loop;
-    t->fn = fn;
-    t->arg = arg;
-    t->scope_deadline = CORIO_NEVER;
-    if (!lazy)
-        corio__coro_create(&t->coro, task_entry, t);
-    if (opts && opts->name)
-        snprintf(t->name, sizeof t->name, "%s", opts->name);
-    else
-        t->id = ++loop->task_counter; /* "task-N" is formatted when asked for */
-    t->tnext = loop->tasks;
-    if (loop->tasks)
-        loop->tasks->tprev = t;
-    loop->tasks = t;
-    loop->stats.tasks_live++;
-    corio_loop_call_soon(loop, &t->step, task_step, t);
+    task_link(t);
+    schedule_step(t);
     if (out)
         *out = (corio_task_t *)corio_future_ref(&t->fut);
     return 0;
@@ -167,26 +214,34 @@ corio_task_t *corio_future_task(corio_future_t *f)
     return f && f->is_task ? (corio_task_t *)f : NULL;
 }
 
-static void format_default_name(corio_task_t *t)
+const char *corio__task_name_safe(const corio_task_t *t, char buf[32])
 {
+    if (t->name)
+        return t->name;
     char digits[24];
     int n = 0;
     for (uint64_t id = t->id; id; id /= 10)
         digits[n++] = (char)('0' + id % 10);
-    char *p = t->name;
+    char *p = buf;
     memcpy(p, "task-", 5);
     p += 5;
     while (n)
         *p++ = digits[--n];
     *p = 0;
+    return buf;
 }
 
 const char *corio_task_name(const corio_task_t *t)
 {
     if (!t)
         return NULL;
-    if (!t->name[0])
-        format_default_name((corio_task_t *)t); /* async-signal-safe: no stdio */
+    if (!t->name) {
+        char buf[32];
+        corio__task_name_safe(t, buf);
+        ((corio_task_t *)t)->name = strdup(buf);
+        if (!t->name)
+            return "task"; /* out of memory: a name that needs no storage */
+    }
     return t->name;
 }
 
@@ -319,9 +374,20 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
     t->scope_expired = false;
     t->wait_deadline = deadline;
     t->in_wait = true;
-    if (eff != CORIO_NEVER)
-        corio_loop_call_at(t->loop, &t->deadline, eff, on_deadline, t);
+    corio_handle_t timer = {0};
+    t->deadline = &timer;
     int rc = 0, reason = 0;
+    if (eff != CORIO_NEVER) {
+        rc = corio_loop_call_at(t->loop, &timer, eff, on_deadline, t);
+        if (rc < 0) {
+            /* No deadline timer (out of memory): the wait fails rather
+             * than risk waiting forever. */
+            reason = rc;
+            t->interrupt = rc;
+            if (!w->detach || w->detach(w))
+                goto done;
+        }
+    }
     for (;;) {
         suspend(t);
         if (w->woken)
@@ -336,8 +402,10 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
         /* The source still owns w (a kernel operation being cancelled): wait
          * for its own completion before the stack frame may go. */
     }
-    if (corio_handle_pending(&t->deadline))
-        corio_handle_cancel(&t->deadline);
+done:
+    if (corio_handle_pending(&timer))
+        corio_handle_cancel(&timer);
+    t->deadline = NULL;
     if (reason == -ETIMEDOUT)
         t->scope_expired = t->scope_deadline <= deadline;
     t->in_wait = false;
@@ -353,11 +421,12 @@ void corio__task_deadline_changed(corio_task_t *t)
 {
     if (!t->in_wait || !t->waiter || t->waiter->woken || t->interrupt)
         return;
-    if (corio_handle_pending(&t->deadline))
-        corio_handle_cancel(&t->deadline);
+    corio_handle_t *timer = t->deadline;
+    if (corio_handle_pending(timer))
+        corio_handle_cancel(timer);
     int64_t eff = effective_deadline(t, t->wait_deadline);
-    if (eff != CORIO_NEVER)
-        corio_loop_call_at(t->loop, &t->deadline, eff, on_deadline, t);
+    if (eff != CORIO_NEVER && corio_loop_call_at(t->loop, timer, eff, on_deadline, t) < 0)
+        interrupt(t, -ENOMEM); /* no timer: end the wait rather than lose its deadline */
 }
 
 int corio__wait(corio_waiter_t *w, int64_t deadline)

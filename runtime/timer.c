@@ -51,7 +51,9 @@ int corio__timer_insert(corio_loop_t *loop, corio_handle_t *h)
 {
     if (loop->nheap == loop->heapcap) {
         uint32_t cap = loop->heapcap ? loop->heapcap * 2 : 64;
-        corio_handle_t **n = realloc(loop->heap, (size_t)cap * sizeof *n);
+        corio_handle_t **n = corio__fault_hit(CORIO_FAULT_TIMER)
+                                 ? NULL
+                                 : realloc(loop->heap, (size_t)cap * sizeof *n);
         if (!n)
             return -ENOMEM;
         loop->heap = n;

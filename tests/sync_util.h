@@ -55,8 +55,8 @@ static inline intptr_t join(corio_task_t *t)
 /* The absolute time of t's armed deadline (t suspended with one). */
 static inline int64_t deadline_of(corio_task_t *t)
 {
-    CHECK(corio_handle_pending(&t->deadline));
-    return t->deadline.when;
+    CHECK(t->deadline && corio_handle_pending(t->deadline));
+    return t->deadline->when;
 }
 
 /* Re-inserts t's armed deadline at the same time, so it fires after every
@@ -64,7 +64,8 @@ static inline int64_t deadline_of(corio_task_t *t)
  * timeout", within one loop turn. */
 static inline void deadline_last(corio_task_t *t)
 {
-    corio_handle_t *h = &t->deadline;
+    corio_handle_t *h = t->deadline;
+    CHECK(h);
     int64_t when = h->when;
     corio_callback_fn fn = h->fn;
     void *arg = h->arg;

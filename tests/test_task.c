@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -371,8 +372,106 @@ static intptr_t huge_durations_main(void *arg)
 
 static void huge_durations_mean_never(void) { CHECK_EQ(corio_run(huge_durations_main, NULL), 0); }
 
+/* ---- task records: recycled, outliving the loop, dropped elsewhere ---- */
+
+static intptr_t echo_arg(void *arg) { return (intptr_t)arg; }
+
+static void task_outlives_its_loop(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    enum { N = 8000 }; /* more than one 2 MiB chunk of records */
+    static corio_task_t *t[N];
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(corio_spawn(loop, &t[i], echo_arg, (void *)(intptr_t)i, NULL), 0);
+    while (corio_all_tasks(loop, NULL, 0))
+        corio_loop_run_once(loop, 0);
+    CHECK_EQ(corio_loop_free(loop), 0);
+    for (int i = 0; i < N; i++) { /* records stay valid after the loop */
+        corio_value_t v;
+        CHECK_EQ(corio_future_result(corio_task_future(t[i]), &v), 0);
+        CHECK_EQ(corio_value_as_int(v), i);
+        CHECK(strncmp(corio_task_name(t[i]), "task-", 5) == 0);
+        corio_task_release(t[i]);
+    }
+}
+
+enum { REMOTE_N = 2000 };
+static corio_task_t *remote_t[REMOTE_N];
+
+static void *release_all(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < REMOTE_N; i++)
+        corio_task_release(remote_t[i]);
+    return NULL;
+}
+
+static intptr_t remote_release_main(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < REMOTE_N; i++)
+            CHECK_EQ(corio_spawn(NULL, &remote_t[i], echo_arg, (void *)(intptr_t)(i + round), NULL), 0);
+        for (int i = 0; i < REMOTE_N; i++) {
+            corio_value_t v;
+            CHECK_EQ(corio_task_await(remote_t[i], &v), 0);
+            CHECK_EQ(corio_value_as_int(v), i + round);
+        }
+        pthread_t th; /* the last references go on another thread */
+        CHECK_EQ(pthread_create(&th, NULL, release_all, NULL), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+    }
+    return 0;
+}
+
+static void task_released_on_another_thread(void)
+{
+    CHECK_EQ(corio_run(remote_release_main, NULL), 0);
+}
+
+/* A wait whose deadline timer cannot be allocated fails with -ENOMEM
+ * rather than wait without its deadline; a kernel operation is cancelled
+ * and its completion still awaited. */
+static intptr_t timer_alloc_fails_main(void *arg)
+{
+    (void)arg;
+    corio__fault_set(CORIO_FAULT_TIMER, 1);
+    CHECK_EQ(corio_sleep(CORIO_NS_PER_SEC), -ENOMEM);
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    corio_loop_t *loop = corio_loop_current();
+    corio_loop_stats_t base, st;
+    corio_loop_stats(loop, &base);
+    corio__fault_set(CORIO_FAULT_TIMER, 1);
+    CHECK_EQ(read_deadline((void *)(intptr_t)p[0]), -ENOMEM);
+    corio_loop_stats(loop, &st);
+    CHECK_EQ(st.ops_in_flight, base.ops_in_flight); /* the read completed */
+    CHECK_EQ(corio_sleep(CORIO_NS_PER_MS), 0); /* timers work again */
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void deadline_timer_alloc_fails(void) { CHECK_EQ(corio_run(timer_alloc_fails_main, NULL), 0); }
+
+static intptr_t huge_stack_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t = (corio_task_t *)1;
+    CHECK_EQ(corio_spawn(NULL, &t, echo_arg, NULL,
+                         &(corio_task_options_t){.stack_size = (size_t)1 << 33}),
+             -EINVAL);
+    CHECK(t == NULL);
+    return 0;
+}
+
+static void stack_of_4gib_refused(void) { CHECK_EQ(corio_run(huge_stack_main, NULL), 0); }
+
 TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleeping_and_awaiting),
           CASE(cancellation_is_level_triggered), CASE(cancel_before_start), CASE(task_errors),
           CASE(kernel_ops_cancel_and_deadline), CASE(run_cancels_leftovers),
           CASE(misuse_outside_coroutine), CASE(unretrieved_task_error),
-          CASE(huge_durations_mean_never))
+          CASE(huge_durations_mean_never), CASE(task_outlives_its_loop),
+          CASE(task_released_on_another_thread), CASE(deadline_timer_alloc_fails),
+          CASE(stack_of_4gib_refused))

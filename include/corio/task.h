@@ -21,7 +21,7 @@ typedef intptr_t (*corio_task_fn)(void *arg);
 
 typedef struct corio_task_options {
     const char *name;  /* copied; NULL gives "task-N" */
-    size_t stack_size; /* bytes; 0 gives CORIO_DEFAULT_STACK_SIZE */
+    size_t stack_size; /* bytes; 0 gives CORIO_DEFAULT_STACK_SIZE; 4 GiB or more is -EINVAL */
 } corio_task_options_t;
 
 #define CORIO_DEFAULT_STACK_SIZE ((size_t)64 * 1024)
