@@ -123,10 +123,13 @@ static void report_unretrieved(corio_future_t *f)
     corio_loop_report(f->loop, &ctx);
 }
 
+static void free_unrun_callbacks(corio_future_t *f);
+
 void corio__future_release_storage(corio_future_t *f)
 {
     report_unretrieved(f);
     loop_unlink(f);
+    free_unrun_callbacks(f);
     if (f->value.len)
         free(f->value.ptr);
     free(f->message);
@@ -262,6 +265,104 @@ int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void 
     for (uint32_t i = 0; i < f->ncb;) {
         corio_done_cb_t *cb = cb_at(f, i);
         if (cb->fn == fn && cb->arg == arg) {
+            cb_remove_at(f, i);
+            removed++;
+        } else {
+            i++;
+        }
+    }
+    unlock(f);
+    return removed;
+}
+
+/* ---- callbacks that can fail --------------------------------------------------
+ * A fallible callback is stored as an ordinary one, run_fallible, whose arg
+ * is a small record of the user's (fn, arg), so both kinds share one list
+ * and one order. The record is freed when it runs, is removed, or when the
+ * future is freed with it unrun. */
+
+typedef struct fallible_cb {
+    corio_fallible_done_fn fn;
+    void *arg;
+} fallible_cb_t;
+
+static pthread_mutex_t cb_error_mu = PTHREAD_MUTEX_INITIALIZER;
+static corio_error_handler_fn cb_error_fn;
+static void *cb_error_arg;
+
+void corio_future_set_callback_error_handler(corio_error_handler_fn fn, void *arg)
+{
+    pthread_mutex_lock(&cb_error_mu);
+    cb_error_fn = fn;
+    cb_error_arg = fn ? arg : NULL;
+    pthread_mutex_unlock(&cb_error_mu);
+}
+
+static void report_callback_failure(corio_future_t *f, int code)
+{
+    corio_error_context_t ctx = {
+        .message = f->sync ? "an executor future's done-callback failed"
+                           : "a future's done-callback failed",
+        .code = code,
+        .task_name = f->is_task ? corio_task_name((corio_task_t *)f) : NULL,
+    };
+    if (!f->sync) {
+        corio_loop_report(f->loop, &ctx);
+        return;
+    }
+    /* Copied under the lock, called outside it: a handler may replace itself. */
+    pthread_mutex_lock(&cb_error_mu);
+    corio_error_handler_fn fn = cb_error_fn;
+    void *arg = cb_error_arg;
+    pthread_mutex_unlock(&cb_error_mu);
+    if (fn)
+        fn(NULL, &ctx, arg);
+    else
+        corio_loop_report(NULL, &ctx); /* the default handler: stderr */
+}
+
+static void run_fallible(corio_future_t *f, void *arg)
+{
+    fallible_cb_t cb = *(fallible_cb_t *)arg;
+    free(arg);
+    int rc = cb.fn(f, cb.arg);
+    if (rc < 0)
+        report_callback_failure(f, rc);
+}
+
+static void free_unrun_callbacks(corio_future_t *f)
+{
+    for (uint32_t i = 0; i < f->ncb; i++)
+        if (cb_at(f, i)->fn == run_fallible)
+            free(cb_at(f, i)->arg);
+}
+
+int corio_future_add_fallible_callback(corio_future_t *f, corio_fallible_done_fn fn, void *arg)
+{
+    if (!f || !fn)
+        return -EINVAL;
+    fallible_cb_t *cb = malloc(sizeof *cb);
+    if (!cb)
+        return -ENOMEM;
+    *cb = (fallible_cb_t){fn, arg};
+    int rc = corio_future_add_done_callback(f, run_fallible, cb);
+    if (rc < 0)
+        free(cb);
+    return rc;
+}
+
+int corio_future_remove_fallible_callback(corio_future_t *f, corio_fallible_done_fn fn,
+                                          void *arg)
+{
+    if (!f || !fn)
+        return -EINVAL;
+    int removed = 0;
+    lock(f);
+    for (uint32_t i = 0; i < f->ncb;) {
+        corio_done_cb_t *cb = cb_at(f, i);
+        fallible_cb_t *rec = cb->arg;
+        if (cb->fn == run_fallible && rec->fn == fn && rec->arg == arg) {
+            free(rec);
             cb_remove_at(f, i);
             removed++;
         } else {

@@ -254,6 +254,63 @@ static void test_done_callbacks(void)
     corio_executor_free(ex);
 }
 
+/* A failing callback is reported in the worker that ran it; the callbacks
+ * after it still run, and the pool goes on taking work. */
+static atomic_int cb_failures, cb_last_code, cb_after;
+static atomic_bool cb_report_off_loop;
+
+static void count_failure(corio_loop_t *loop, const corio_error_context_t *ctx, void *arg)
+{
+    (void)arg;
+    atomic_store(&cb_report_off_loop, loop == NULL);
+    atomic_store(&cb_last_code, ctx->code);
+    atomic_fetch_add(&cb_failures, 1);
+}
+
+static int failing_cb(corio_future_t *f, void *arg)
+{
+    (void)f;
+    return (int)(intptr_t)arg;
+}
+
+static void after_cb(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    atomic_fetch_add(&cb_after, 1);
+}
+
+static void test_failing_callback_reported_pool_goes_on(void)
+{
+    corio_future_set_callback_error_handler(count_failure, NULL);
+    corio_executor_t *ex = thread_pool(2);
+    enum { N = 50 };
+    corio_future_t *fs[N];
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(i % 3), &fs[i]), 0);
+        CHECK_EQ(corio_future_add_fallible_callback(fs[i], failing_cb, (void *)(intptr_t)-EIO), 0);
+        CHECK_EQ(corio_future_add_done_callback(fs[i], after_cb, NULL), 0);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(result_int(fs[i]), 1);
+    /* Results can be seen before their callbacks end; the pool's own
+     * shutdown waits for them below, so submit more first. */
+    corio_future_t *later;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(12), &later), 0);
+    CHECK_EQ(result_int(later), 144);
+    corio_executor_shutdown(ex, true, false);
+    CHECK_EQ(atomic_load(&cb_failures), N);
+    CHECK_EQ(atomic_load(&cb_last_code), -EIO);
+    CHECK(atomic_load(&cb_report_off_loop));
+    CHECK_EQ(atomic_load(&cb_after), N);
+    CHECK_EQ(corio_executor_workers(ex), 0);
+    for (int i = 0; i < N; i++)
+        corio_future_unref(fs[i]);
+    corio_future_unref(later);
+    corio_executor_free(ex);
+    corio_future_set_callback_error_handler(NULL, NULL);
+}
+
 /* The pipeline: stage one's callback submits stage two into another pool. */
 typedef struct pipeline {
     corio_executor_t *second;
@@ -660,7 +717,8 @@ static void test_wait_in_coroutine(void)
 TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
-          CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks), CASE(test_pipeline_callback_submits),
+          CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
+          CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
           CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),

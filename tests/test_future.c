@@ -140,6 +140,102 @@ static void threadsafe_callbacks(void)
     corio_future_unref(f);
 }
 
+/* ---- callbacks that fail ---------------------------------------------------- */
+
+static int reported[4], nreported;
+static corio_loop_t *reported_loop;
+
+static void record_report(corio_loop_t *loop, const corio_error_context_t *ctx, void *arg)
+{
+    (void)arg;
+    reported_loop = loop;
+    reported[nreported++] = ctx->code;
+    CHECK(ctx->message != NULL);
+}
+
+/* Fails with the code in arg, after noting that it ran. */
+static int fail_with(corio_future_t *f, void *arg)
+{
+    (void)f;
+    seen[nseen++] = (int)-(intptr_t)arg;
+    return (int)(intptr_t)arg;
+}
+
+static void failing_loop_callback_goes_to_error_handler(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_loop_set_error_handler(loop, record_report, NULL);
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    nseen = nreported = 0;
+    CHECK_EQ(corio_future_add_done_callback(f, remember, (void *)1), 0);
+    CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)-EIO), 0);
+    CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)0), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, remember, (void *)2), 0);
+    corio_future_set_result(f, corio_value_int(0));
+    CHECK_EQ(nseen, 0); /* never inline, failing or not */
+    corio_loop_run_once(loop, 0);
+    CHECK_EQ(nseen, 4); /* the failure stopped nothing after it */
+    int want[] = {1, EIO, 0, 2};
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(seen[i], want[i]);
+    CHECK_EQ(nreported, 1);
+    CHECK_EQ(reported[0], -EIO);
+    CHECK(reported_loop == loop);
+    /* The loop goes on: a later future's callbacks still run. */
+    corio_future_t *g;
+    CHECK_EQ(corio_future_new(loop, &g), 0);
+    CHECK_EQ(corio_future_add_fallible_callback(g, fail_with, (void *)-ENOENT), 0);
+    corio_future_set_result(g, corio_value_int(0));
+    corio_loop_run_once(loop, 0);
+    CHECK_EQ(nseen, 5);
+    CHECK_EQ(nreported, 2);
+    CHECK_EQ(reported[1], -ENOENT);
+    corio_future_unref(g);
+    corio_future_unref(f);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+static void failing_threadsafe_callback_is_reported(void)
+{
+    corio_future_set_callback_error_handler(record_report, NULL);
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    nseen = nreported = 0;
+    reported_loop = (corio_loop_t *)f;
+    CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)-EPIPE), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, remember, (void *)7), 0);
+    corio_future_set_result(f, corio_value_int(0));
+    CHECK_EQ(nseen, 2);
+    CHECK_EQ(seen[1], 7);
+    CHECK_EQ(nreported, 1);
+    CHECK_EQ(reported[0], -EPIPE);
+    CHECK(reported_loop == NULL);
+    /* Already done: runs and is reported at once, in this thread. */
+    CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)-EBADF), 0);
+    CHECK_EQ(nreported, 2);
+    CHECK_EQ(reported[1], -EBADF);
+    corio_future_unref(f);
+    corio_future_set_callback_error_handler(NULL, NULL);
+}
+
+static void fallible_callbacks_removed_or_never_run(void)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    nseen = 0;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)-EIO), 0);
+    CHECK_EQ(corio_future_add_fallible_callback(f, fail_with, (void *)0), 0);
+    CHECK_EQ(corio_future_remove_done_callback(f, remember, (void *)-EIO), 0);
+    CHECK_EQ(corio_future_remove_fallible_callback(f, fail_with, (void *)-EIO), 3);
+    CHECK_EQ(corio_future_add_fallible_callback(NULL, fail_with, NULL), -EINVAL);
+    CHECK_EQ(corio_future_add_fallible_callback(f, NULL, NULL), -EINVAL);
+    /* Freed with a callback never run: its record is released (ASan checks). */
+    corio_future_unref(f);
+    CHECK_EQ(nseen, 0);
+}
+
 static void *complete_later(void *arg)
 {
     usleep(30000);
@@ -316,6 +412,9 @@ static void cancel_races_set_running(void)
 
 TEST_MAIN(CASE(states_and_outcomes), CASE(bytes_are_owned_by_the_future),
           CASE(callbacks_run_later_in_order), CASE(threadsafe_callbacks),
+          CASE(failing_loop_callback_goes_to_error_handler),
+          CASE(failing_threadsafe_callback_is_reported),
+          CASE(fallible_callbacks_removed_or_never_run),
           CASE(blocking_wait_outside_coroutine), CASE(await_threadsafe_from_coroutine),
           CASE(await_loop_future),
           CASE(expiring_await_leaves_no_waiter), CASE(cancel_races_set_running))

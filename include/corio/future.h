@@ -21,7 +21,12 @@
 CORIO_BEGIN_DECLS
 
 typedef struct corio_future corio_future_t;
+/* A done-callback that cannot fail. */
 typedef void (*corio_done_fn)(corio_future_t *f, void *arg);
+/* A done-callback that can fail: it returns 0, or a negative errno value,
+ * the C form of a callback that raises. A failure is reported (see
+ * corio_future_add_fallible_callback) and never stops the other callbacks. */
+typedef int (*corio_fallible_done_fn)(corio_future_t *f, void *arg);
 
 typedef enum corio_future_state {
     CORIO_FUTURE_PENDING = 0,
@@ -75,6 +80,21 @@ CORIO_API int corio_future_take_result(corio_future_t *f, corio_value_t *out);
 CORIO_API int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *arg);
 /* Removes every registration of (fn, arg); returns how many. */
 CORIO_API int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void *arg);
+
+/* Adds a callback that can fail; it runs in order with the others, as
+ * add_done_callback says. When it returns a negative value, a loop future
+ * reports it to its loop's error handler (corio_loop_set_error_handler) and
+ * a thread-safe future to the handler set below; the remaining callbacks
+ * still run and the executor keeps working. Returns 0 or -ENOMEM. */
+CORIO_API int corio_future_add_fallible_callback(corio_future_t *f, corio_fallible_done_fn fn,
+                                                 void *arg);
+/* Removes every registration of (fn, arg) made by the call above. */
+CORIO_API int corio_future_remove_fallible_callback(corio_future_t *f,
+                                                    corio_fallible_done_fn fn, void *arg);
+/* Where thread-safe futures report failing callbacks, process-wide; the
+ * handler is called with loop NULL in the thread that ran the callback.
+ * NULL restores the default, a line on stderr. Any thread. */
+CORIO_API void corio_future_set_callback_error_handler(corio_error_handler_fn fn, void *arg);
 
 /* One await for every future.
  * In a coroutine: suspends the task until f is done (the loop runs others),
