@@ -17,6 +17,11 @@ int corio__cpu_count(void)
     return n > 0 ? (int)n : 1;
 }
 
+int64_t corio__timeout_deadline(int64_t timeout_ns)
+{
+    return timeout_ns < 0 ? CORIO_NEVER : corio__deadline_after(corio_now(), timeout_ns);
+}
+
 void corio__block_signals(sigset_t *old)
 {
     sigset_t all;

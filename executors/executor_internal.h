@@ -121,6 +121,9 @@ const char *corio__module_name(size_t i);
 _Noreturn void corio__worker_main(int sock, int lifeline);
 
 int corio__cpu_count(void);
+/* The deadline of a timeout from now (negative: none); a timeout too long
+ * for the clock saturates to CORIO_NEVER instead of overflowing. */
+int64_t corio__timeout_deadline(int64_t timeout_ns);
 /* Blocks every signal in the calling thread (pool threads). */
 void corio__block_signals(sigset_t *old);
 

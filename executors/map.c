@@ -60,7 +60,7 @@ int corio_executor_map(corio_executor_t *ex, corio_executor_fn fn, const corio_v
     it->chunksize = chunksize ? chunksize : 1;
     it->nchunks = (n + it->chunksize - 1) / it->chunksize;
     it->window = 4 * (size_t)(ex->max_workers > 0 ? ex->max_workers : 1);
-    it->deadline = timeout_ns < 0 ? CORIO_NEVER : corio_now() + timeout_ns;
+    it->deadline = corio__timeout_deadline(timeout_ns);
     it->ring = calloc(it->window, sizeof *it->ring);
     it->ring_rc = calloc(it->window, sizeof *it->ring_rc);
     if (!it->ring || !it->ring_rc) {

@@ -10,6 +10,7 @@
  * runs callbacks (a callback may submit again). The workers array is
  * written by the manager only, under the mutex, so readers may take it. */
 #include "executor_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -663,7 +664,7 @@ static void check_deadlines(process_pool_t *p, int64_t now, int64_t *next)
         proc_worker_t *w = &p->workers[i];
         if (!w->pid || !w->ninflight || w->timed_out)
             continue;
-        int64_t due = w->head_started + limit;
+        int64_t due = corio__deadline_after(w->head_started, limit);
         if (due <= now) {
             w->timed_out = true;
             kill(w->pid, SIGKILL);

@@ -155,7 +155,7 @@ static int wait_slow(corio_future_t **d, size_t m, int64_t timeout_ns, corio_wai
     w->pending = m; /* before any callback can run */
     for (size_t i = 0; i < m; i++)
         waiter_register(w, d[i]);
-    rc = waiter_await(t, timeout_ns < 0 ? CORIO_NEVER : corio_now() + timeout_ns);
+    rc = waiter_await(t, corio__timeout_deadline(timeout_ns));
     for (size_t i = 0; i < m; i++)
         waiter_unregister(w, d[i]);
     corio_future_unref(t);
@@ -224,7 +224,7 @@ int corio_as_completed_new(corio_future_t *const *futures, size_t n, int64_t tim
         free(it);
         return -ENOMEM;
     }
-    it->deadline = timeout_ns < 0 ? CORIO_NEVER : corio_now() + timeout_ns;
+    it->deadline = corio__timeout_deadline(timeout_ns);
     waiter_t *w = it->w;
     w->pending = it->m;
     /* Futures already done are queued first, as Python yields them first. */

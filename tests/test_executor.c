@@ -452,6 +452,46 @@ static void test_as_completed_timeout(void)
 
 /* ---- map ---------------------------------------------------------------------- */
 
+/* A timeout too long for the clock means no timeout, not an overflow into
+ * the past. */
+static void test_huge_timeouts_mean_none(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_future_t *fs[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(30), &fs[i]), 0);
+    size_t nd = 0, nn = 0;
+    CHECK_EQ(corio_wait(fs, 3, INT64_MAX, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nn), 0);
+    CHECK_EQ(nd, 3);
+    CHECK_EQ(nn, 0);
+    for (int i = 0; i < 3; i++) {
+        corio_future_unref(fs[i]);
+        CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(30), &fs[i]), 0);
+    }
+    corio_as_completed_t *ac;
+    CHECK_EQ(corio_as_completed_new(fs, 3, INT64_MAX, &ac), 0);
+    corio_future_t *f;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(corio_as_completed_next(ac, &f), 1);
+    CHECK_EQ(corio_as_completed_next(ac, &f), 0);
+    corio_as_completed_free(ac);
+    for (int i = 0; i < 3; i++)
+        corio_future_unref(fs[i]);
+    corio_value_t in[4];
+    for (int i = 0; i < 4; i++)
+        in[i] = corio_value_int(20);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, sleep_task, in, 4, 1, INT64_MAX, &it), 0);
+    corio_value_t v;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(corio_map_next(it, &v), 1);
+        CHECK_EQ(corio_value_as_int(v), 1);
+    }
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+}
+
 static void check_map(corio_executor_t *ex, size_t n, size_t chunksize)
 {
     corio_value_t *in = malloc(n * sizeof *in);
@@ -721,6 +761,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
+          CASE(test_huge_timeouts_mean_none),
           CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),
           CASE_T(test_huge_bytes_thread_pool, 60),
           CASE(test_await_from_coroutine_loop_keeps_running),
