@@ -53,12 +53,25 @@ static void loop_unlink(corio_future_t *f)
     f->lprev = f->lnext = NULL;
 }
 
+/* Field by field: tasks reuse dirty records, and a memset of the whole
+ * future costs more than these stores on the spawn path. cb0 and the
+ * callback handle's other fields are written before they are read. */
 void corio__future_init(corio_future_t *f, corio_loop_t *loop)
 {
-    memset(f, 0, sizeof *f);
     atomic_init(&f->refs, 1);
     atomic_init(&f->state, CORIO_FUTURE_PENDING);
+    f->retrieved = false;
+    f->is_task = false;
+    f->error = 0;
+    f->message = NULL;
+    f->value = (corio_value_t){NULL, 0};
     f->loop = loop;
+    f->sync = NULL;
+    f->cbs = NULL;
+    f->ncb = f->cbcap = 0;
+    f->cb_handle.state = CORIO_H_IDLE;
+    f->whead = f->wtail = NULL;
+    f->lprev = f->lnext = NULL;
     if (loop)
         loop_link(f);
 }
@@ -127,13 +140,17 @@ static void free_unrun_callbacks(corio_future_t *f);
 
 void corio__future_release_storage(corio_future_t *f)
 {
-    report_unretrieved(f);
+    if (corio_unlikely(f->error))
+        report_unretrieved(f);
     loop_unlink(f);
-    free_unrun_callbacks(f);
+    if (f->ncb)
+        free_unrun_callbacks(f);
     if (f->value.len)
         free(f->value.ptr);
-    free(f->message);
-    free(f->cbs);
+    if (f->message)
+        free(f->message);
+    if (f->cbs)
+        free(f->cbs);
     if (f->sync) {
         pthread_mutex_destroy(&f->sync->mu);
         pthread_cond_destroy(&f->sync->cv);
@@ -256,25 +273,6 @@ int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *ar
     return 0;
 }
 
-int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void *arg)
-{
-    if (!f || !fn)
-        return -EINVAL;
-    int removed = 0;
-    lock(f);
-    for (uint32_t i = 0; i < f->ncb;) {
-        corio_done_cb_t *cb = cb_at(f, i);
-        if (cb->fn == fn && cb->arg == arg) {
-            cb_remove_at(f, i);
-            removed++;
-        } else {
-            i++;
-        }
-    }
-    unlock(f);
-    return removed;
-}
-
 /* ---- callbacks that can fail --------------------------------------------------
  * A fallible callback is stored as an ordinary one, run_fallible, whose arg
  * is a small record of the user's (fn, arg), so both kinds share one list
@@ -351,26 +349,53 @@ int corio_future_add_fallible_callback(corio_future_t *f, corio_fallible_done_fn
     return rc;
 }
 
+/* What a removal matches: (fn, arg), or with ffn set a fallible (ffn, arg). */
+typedef struct cb_key {
+    corio_done_fn fn;
+    corio_fallible_done_fn ffn;
+    void *arg;
+} cb_key_t;
+
+static bool cb_matches(const corio_done_cb_t *cb, const cb_key_t *k)
+{
+    if (!k->ffn)
+        return cb->fn == k->fn && cb->arg == k->arg;
+    const fallible_cb_t *rec = cb->arg;
+    return cb->fn == run_fallible && rec->fn == k->ffn && rec->arg == k->arg;
+}
+
+static int cb_remove_matching(corio_future_t *f, const cb_key_t *k)
+{
+    int removed = 0;
+    lock(f);
+    for (uint32_t i = 0; i < f->ncb;) {
+        corio_done_cb_t *cb = cb_at(f, i);
+        if (!cb_matches(cb, k)) {
+            i++;
+            continue;
+        }
+        if (cb->fn == run_fallible)
+            free(cb->arg);
+        cb_remove_at(f, i);
+        removed++;
+    }
+    unlock(f);
+    return removed;
+}
+
+int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void *arg)
+{
+    if (!f || !fn)
+        return -EINVAL;
+    return cb_remove_matching(f, &(cb_key_t){fn, NULL, arg});
+}
+
 int corio_future_remove_fallible_callback(corio_future_t *f, corio_fallible_done_fn fn,
                                           void *arg)
 {
     if (!f || !fn)
         return -EINVAL;
-    int removed = 0;
-    lock(f);
-    for (uint32_t i = 0; i < f->ncb;) {
-        corio_done_cb_t *cb = cb_at(f, i);
-        fallible_cb_t *rec = cb->arg;
-        if (cb->fn == run_fallible && rec->fn == fn && rec->arg == arg) {
-            free(rec);
-            cb_remove_at(f, i);
-            removed++;
-        } else {
-            i++;
-        }
-    }
-    unlock(f);
-    return removed;
+    return cb_remove_matching(f, &(cb_key_t){NULL, fn, arg});
 }
 
 /* ---- completion -------------------------------------------------------------- */
@@ -627,6 +652,14 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         return -EDEADLK; /* a task awaiting itself */
     if (f->loop && f->loop != task->loop)
         return -EINVAL; /* another thread's loop future */
+    /* Already done: the outcome, whatever the per-call timeout, unless the
+     * task is cancelled or its timeout scope expired (level-triggered). */
+    if (!f->sync && load_state(f) >= CORIO_FUTURE_FINISHED) {
+        if (task->cancel_requests)
+            return -ECANCELED;
+        int rc = task->scope_deadline == CORIO_NEVER ? 0 : corio__interrupt_pending(CORIO_NEVER);
+        return rc ? rc : corio_future_result(f, out);
+    }
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     int rc = corio__interrupt_pending(deadline);

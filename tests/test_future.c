@@ -328,6 +328,15 @@ static intptr_t await_loop_future_main(void *arg)
     corio_future_set_result(f, corio_value_int(3));
     CHECK_EQ(corio_await(f, &v), 0);
     CHECK_EQ(corio_value_as_int(v), 3);
+    /* A done future gives its result even with no time left, as
+     * asyncio.wait_for(done, 0) does; a cancelled task still sees -ECANCELED. */
+    CHECK_EQ(corio_await_timeout(f, 0, &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 3);
+    corio_task_t *self = corio_current_task();
+    corio_task_cancel(self);
+    CHECK_EQ(corio_await(f, &v), -ECANCELED);
+    CHECK_EQ(corio_task_uncancel(self), 0);
+    CHECK_EQ(corio_await(f, &v), 0);
     corio_future_unref(f);
     return 0;
 }
