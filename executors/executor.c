@@ -83,7 +83,7 @@ void corio__job_free(corio_job_t *job)
     if (!job)
         return;
     if (job->args) {
-        for (size_t i = 0; i < job->n; i++)
+        for (size_t i = 0; job->nbytes && i < job->n; i++)
             if (job->args[i].len)
                 free(job->args[i].ptr);
         if (job->args != &job->arg1)
@@ -106,9 +106,11 @@ int corio__job_new(corio_executor_fn fn, const corio_value_t *args, size_t n, bo
     int rc = job->args ? corio_future_new_threadsafe(&job->fut) : -ENOMEM;
     if (rc == 0) /* values in one copy; then each item's bytes */
         memcpy(job->args, args, n * sizeof *args);
-    for (size_t i = 0; rc == 0 && i < n; i++, job->n = i)
+    for (size_t i = 0; rc == 0 && i < n; i++, job->n = i) {
+        job->nbytes += args[i].len;
         if (args[i].len)
             rc = copy_value(&args[i], &job->args[i]);
+    }
     if (rc < 0) {
         corio__job_free(job);
         return rc;
@@ -141,6 +143,7 @@ void corio__job_finish(corio_job_t *job, corio_batch_item_t *items)
         return;
     }
     br->n = job->n;
+    br->compact = false;
     memcpy(br->items, items, job->n * sizeof *items);
     corio_value_t v = {br, size};
     if (corio_future_set_result(job->fut, v) < 0) {
@@ -149,18 +152,27 @@ void corio__job_finish(corio_job_t *job, corio_batch_item_t *items)
     }
 }
 
+void corio__batch_free(corio_batch_result_t *br, size_t from)
+{
+    if (!br)
+        return;
+    if (!br->compact && from < br->n)
+        free_items(br->items + from, br->n - from);
+    free(br);
+}
+
 void corio__job_finish_owned(corio_job_t *job, corio_batch_result_t *br)
 {
     if (!job->batch) {
-        corio__job_finish(job, br->items);
+        corio_batch_item_t one = corio__batch_item(br, 0);
+        corio__job_finish(job, &one);
         free(br);
         return;
     }
-    corio_value_t v = {br, sizeof *br + br->n * sizeof *br->items};
-    if (corio_future_set_result(job->fut, v) < 0) {
-        free_items(br->items, br->n);
-        free(br);
-    }
+    size_t each = br->compact ? sizeof(uint64_t) : sizeof *br->items;
+    corio_value_t v = {br, sizeof *br + br->n * each};
+    if (corio_future_set_result(job->fut, v) < 0)
+        corio__batch_free(br, 0);
 }
 
 void corio__job_run(corio_job_t *job)

@@ -20,6 +20,7 @@ typedef struct corio_job {
     size_t n;
     corio_value_t *args; /* n args; bytes are the job's own copies */
     corio_value_t arg1;  /* storage when n == 1 */
+    size_t nbytes;       /* the args' bytes in all; 0: every arg is pointer-sized */
     uint32_t fn_module;  /* process pool: the function's name */
     uint64_t fn_offset;
 } corio_job_t;
@@ -29,10 +30,30 @@ typedef struct corio_batch_item {
     corio_value_t v; /* bytes owned by whoever holds the batch result */
 } corio_batch_item_t;
 
+/* A compact result (every item succeeded with a pointer-sized value, as a
+ * process worker's compact reply says) keeps n uint64_t values in place of
+ * the items: a third of the bytes to fill and to read. */
 typedef struct corio_batch_result {
     size_t n;
+    bool compact;
     corio_batch_item_t items[];
 } corio_batch_result_t;
+
+static inline uint64_t *corio__batch_values(corio_batch_result_t *br)
+{
+    return (uint64_t *)(void *)br->items;
+}
+
+/* Item i of a batch result, either form. */
+static inline corio_batch_item_t corio__batch_item(corio_batch_result_t *br, size_t i)
+{
+    if (br->compact)
+        return (corio_batch_item_t){0, {(void *)(uintptr_t)corio__batch_values(br)[i], 0}};
+    return br->items[i];
+}
+
+/* Frees the bytes of items [from, n) and the result. */
+void corio__batch_free(corio_batch_result_t *br, size_t from);
 
 typedef struct corio_executor_ops {
     /* Takes ownership of job; returns 0 or an error (job untouched). */

@@ -1,9 +1,19 @@
 /* Executor.map: chunks submitted as results are consumed, so at most a
- * window of chunks is in flight whatever the input length. */
+ * window of chunks is in flight whatever the input length.
+ *
+ * Every chunk in flight costs the pool wake-ups (the submit, a worker, the
+ * reader), so the window is refilled by halves, and small chunks get a wider
+ * window: one wake-up then serves many chunks. The window is at least four
+ * chunks per worker, and wider only while the chunks in flight hold at most
+ * WINDOW_ITEMS items and WINDOW_BYTES bytes of arguments. */
 #include "executor_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+
+#define WINDOW_ITEMS 65536
+#define WINDOW_BYTES (4u << 20)
+#define WINDOW_MAX_CHUNKS 256
 
 struct corio_map_iter {
     corio_executor_t *ex;
@@ -11,9 +21,11 @@ struct corio_map_iter {
     const corio_value_t *inputs;
     size_t n, chunksize, nchunks;
     size_t submitted, read; /* chunk indexes */
-    size_t window;
+    size_t window, min_window; /* chunks in flight: at most, and always allowed */
+    size_t bytes;              /* argument bytes of the chunks in flight */
     corio_future_t **ring; /* window slots; NULL with ring_rc when submit failed */
     int *ring_rc;
+    size_t *ring_bytes;
     corio_batch_result_t *cur; /* the chunk being read */
     size_t pos;
     int fail_rc; /* a failed chunk: reported once per item */
@@ -22,17 +34,27 @@ struct corio_map_iter {
     bool dead;
 };
 
+static bool window_open(const corio_map_iter_t *it)
+{
+    size_t inflight = it->submitted - it->read;
+    return it->submitted < it->nchunks && inflight < it->window &&
+           (inflight < it->min_window || it->bytes < WINDOW_BYTES);
+}
+
 static void submit_chunks(corio_map_iter_t *it)
 {
-    while (it->submitted < it->nchunks && it->submitted < it->read + it->window) {
+    while (window_open(it)) {
         size_t c = it->submitted++, first = c * it->chunksize;
         size_t k = it->n - first < it->chunksize ? it->n - first : it->chunksize;
         corio_job_t *job;
         size_t slot = c % it->window;
         it->ring[slot] = NULL;
+        it->ring_bytes[slot] = 0;
         it->ring_rc[slot] = corio__job_new(it->fn, it->inputs + first, k, true, &job);
         if (it->ring_rc[slot] < 0)
             continue;
+        it->ring_bytes[slot] = job->nbytes;
+        it->bytes += job->nbytes;
         corio_future_t *f = corio_future_ref(job->fut);
         it->ring_rc[slot] = it->ex->ops->submit(it->ex, job);
         if (it->ring_rc[slot] < 0) {
@@ -59,11 +81,15 @@ int corio_executor_map(corio_executor_t *ex, corio_executor_fn fn, const corio_v
     it->n = n;
     it->chunksize = chunksize ? chunksize : 1;
     it->nchunks = (n + it->chunksize - 1) / it->chunksize;
-    it->window = 4 * (size_t)(ex->max_workers > 0 ? ex->max_workers : 1);
+    it->min_window = 4 * (size_t)(ex->max_workers > 0 ? ex->max_workers : 1);
+    size_t wide = WINDOW_ITEMS / it->chunksize;
+    wide = wide < WINDOW_MAX_CHUNKS ? wide : WINDOW_MAX_CHUNKS;
+    it->window = wide > it->min_window ? wide : it->min_window;
     it->deadline = corio__timeout_deadline(timeout_ns);
     it->ring = calloc(it->window, sizeof *it->ring);
     it->ring_rc = calloc(it->window, sizeof *it->ring_rc);
-    if (!it->ring || !it->ring_rc) {
+    it->ring_bytes = calloc(it->window, sizeof *it->ring_bytes);
+    if (!it->ring || !it->ring_rc || !it->ring_bytes) {
         corio_map_free(it);
         return -ENOMEM;
     }
@@ -79,13 +105,8 @@ static void drop_chunk(corio_future_t *f, void *arg)
     corio_value_t v;
     if (corio_future_state(f) == CORIO_FUTURE_CANCELLED)
         return;
-    if (corio_future_take_result(f, &v) == 0) {
-        corio_batch_result_t *br = v.ptr;
-        for (size_t i = 0; i < br->n; i++)
-            if (br->items[i].v.len)
-                free(br->items[i].v.ptr);
-        free(br);
-    }
+    if (corio_future_take_result(f, &v) == 0)
+        corio__batch_free(v.ptr, 0);
 }
 
 static void cancel_rest(corio_map_iter_t *it)
@@ -106,11 +127,10 @@ static void cancel_rest(corio_map_iter_t *it)
 
 static int item_from_chunk(corio_map_iter_t *it, corio_value_t *out)
 {
-    corio_batch_item_t *item = &it->cur->items[it->pos++];
-    if (item->rc < 0)
-        return item->rc;
-    *out = item->v;
-    item->v = (corio_value_t){NULL, 0};
+    corio_batch_item_t item = corio__batch_item(it->cur, it->pos++);
+    if (item.rc < 0)
+        return item.rc;
+    *out = item.v; /* the caller's now: map_free frees only items from pos on */
     return 1;
 }
 
@@ -141,18 +161,19 @@ static int next_chunk(corio_map_iter_t *it)
         }
     }
     it->read++;
+    it->bytes -= it->ring_bytes[slot];
     if (rc < 0) {
         it->fail_rc = rc;
         it->fail_left = k;
     }
-    submit_chunks(it);
+    if (it->submitted - it->read <= it->window / 2)
+        submit_chunks(it);
     return 0;
 }
 
-int corio_map_next(corio_map_iter_t *it, corio_value_t *out)
+/* Everything but the next item of the current chunk. */
+static __attribute__((noinline)) int map_next_slow(corio_map_iter_t *it, corio_value_t *out)
 {
-    if (!it || !out)
-        return -EINVAL;
     for (;;) {
         if (it->fail_left) {
             it->fail_left--;
@@ -172,19 +193,26 @@ int corio_map_next(corio_map_iter_t *it, corio_value_t *out)
     }
 }
 
+int corio_map_next(corio_map_iter_t *it, corio_value_t *out)
+{
+    if (!it || !out)
+        return -EINVAL;
+    /* The common case costs a call without a stack frame: maps of tiny
+     * tasks spend most of their time here. */
+    if (!it->fail_left && it->cur && it->pos < it->cur->n)
+        return item_from_chunk(it, out);
+    return map_next_slow(it, out);
+}
+
 void corio_map_free(corio_map_iter_t *it)
 {
     if (!it)
         return;
     if (it->ring)
         cancel_rest(it);
-    if (it->cur) {
-        for (size_t i = it->pos; i < it->cur->n; i++)
-            if (it->cur->items[i].v.len)
-                free(it->cur->items[i].v.ptr);
-        free(it->cur);
-    }
+    corio__batch_free(it->cur, it->pos);
     free(it->ring);
     free(it->ring_rc);
+    free(it->ring_bytes);
     free(it);
 }

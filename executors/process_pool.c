@@ -47,7 +47,7 @@ typedef struct reader {
     size_t got;
     corio_wire_item_t *table;
     corio_batch_result_t *br; /* the outcomes, built in place */
-    corio_batch_item_t *items; /* br->items */
+    corio_batch_item_t *items; /* br->items; NULL for a compact result */
     size_t item;
 } reader_t;
 
@@ -148,8 +148,8 @@ static char *out_grow(outmsg_t *m, size_t hsize, size_t k)
 /* Appends a TASK message for j; its bytes are sent from the job's copies. */
 static int encode_task(outmsg_t *m, const corio_job_t *j)
 {
-    size_t nbytes = 0;
-    for (size_t i = 0; i < j->n; i++)
+    size_t nbytes = 0; /* args that carry bytes */
+    for (size_t i = 0; j->nbytes && i < j->n; i++)
         nbytes += j->args[i].len != 0;
     bool compact = nbytes == 0;
     size_t hsize = sizeof(corio_wire_hdr_t) + sizeof(corio_wire_fn_t) +
@@ -266,16 +266,14 @@ static int reader_target(reader_t *r, char **dst, size_t *need)
         bool compact = r->hdr.code & CORIO_WIRE_COMPACT;
         size_t tsize = r->hdr.n * (compact ? sizeof(uint64_t) : sizeof *r->table);
         if (r->stage == 1 && r->got < tsize) {
-            *dst = (char *)r->table + r->got;
+            /* A compact table is the result itself: read straight into it. */
+            char *table = compact ? (char *)corio__batch_values(r->br) : (char *)r->table;
+            *dst = table + r->got;
             *need = tsize - r->got;
             return 0;
         }
-        if (r->stage == 1 && compact) {
-            uint64_t *vals = (uint64_t *)r->table;
-            for (size_t i = 0; i < r->hdr.n; i++)
-                r->items[i] = (corio_batch_item_t){0, {(void *)(uintptr_t)vals[i], 0}};
+        if (r->stage == 1 && compact)
             return 1;
-        }
         if (r->stage == 1) {
             r->stage = 2;
             r->got = 0;
@@ -310,13 +308,19 @@ static int reader_header_done(reader_t *r)
     if (r->hdr.type != CORIO_MSG_RESULT)
         return 1;
     size_t n = r->hdr.n ? r->hdr.n : 1;
+    r->stage = 1;
+    if (r->hdr.code & CORIO_WIRE_COMPACT) {
+        /* Every value is written by the read: no zeroing. */
+        r->br = malloc(sizeof *r->br + n * sizeof(uint64_t));
+        if (!r->br)
+            return -ENOMEM;
+        r->br->compact = true;
+        return 0;
+    }
     r->table = malloc(n * sizeof *r->table);
     r->br = calloc(1, sizeof *r->br + n * sizeof *r->items);
     r->items = r->br ? r->br->items : NULL;
-    if (!r->table || !r->items)
-        return -ENOMEM;
-    r->stage = 1;
-    return 0;
+    return r->table && r->items ? 0 : -ENOMEM;
 }
 
 /* Copies into dst what the stage holds, refilling it with one recv: small

@@ -254,24 +254,24 @@ static int read_items(int sock, size_t n, corio_value_t *args, bool compact)
     return rc;
 }
 
-/* When every item succeeded with a pointer-sized value, rewrites t in
- * place as n uint64_t values and marks the header compact. */
-static bool compact_result(corio_wire_hdr_t *h, corio_wire_item_t *t, size_t n)
+/* Runs one item; a failure drops whatever bytes it returned. */
+static int run_item(corio_executor_fn fn, corio_value_t *arg, corio_value_t *res)
 {
-    for (size_t i = 0; i < n; i++)
-        if (t[i].rc != 0 || t[i].len != 0)
-            return false;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t v = t[i].value; /* byte 24i+16 moves to 8i: walking up, */
-        memcpy((char *)t + i * sizeof v, &v, sizeof v); /* nothing unread */
+    *res = (corio_value_t){NULL, 0};
+    int rc = fn ? fn(arg, res) : CORIO_ENONAME;
+    if (rc > 0)
+        rc = 0;
+    if (rc < 0 && res->len) {
+        free(res->ptr);
+        *res = (corio_value_t){NULL, 0};
     }
-    h->code = CORIO_WIRE_COMPACT;
-    h->len = n * sizeof(uint64_t);
-    return true;
+    return rc;
 }
 
-/* Runs fn over args and sends the RESULT message. */
-static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args, size_t n)
+/* The general RESULT: a table and every item's bytes. Items [0, from)
+ * already ran and are pointer-sized values in vals; res holds item from. */
+static int reply_full(worker_t *w, corio_executor_fn fn, corio_value_t *args, size_t n,
+                      const uint64_t *vals, size_t from, int from_rc, corio_value_t from_res)
 {
     /* Every entry is written below: no zeroing of these arrays. */
     corio_wire_item_t *t = malloc((n ? n : 1) * sizeof *t);
@@ -282,17 +282,15 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     corio_wire_hdr_t h = {CORIO_MSG_RESULT, 0, n, n * sizeof *t};
     size_t niov = 2;
     for (size_t i = 0; i < n; i++) {
-        res[i] = (corio_value_t){NULL, 0};
-        t[i].pad = 0;
-        t[i].rc = fn ? fn(&args[i], &res[i]) : CORIO_ENONAME;
-        if (t[i].rc > 0)
-            t[i].rc = 0;
-        if (t[i].rc < 0 && res[i].len) {
-            free(res[i].ptr);
-            res[i] = (corio_value_t){NULL, 0};
-        }
-        t[i].len = res[i].len;
-        t[i].value = res[i].len ? 0 : (uint64_t)(uintptr_t)res[i].ptr;
+        int rc = i == from ? from_rc : 0;
+        if (i < from)
+            res[i] = (corio_value_t){(void *)(uintptr_t)vals[i], 0};
+        else if (i == from)
+            res[i] = from_res;
+        else
+            rc = run_item(fn, &args[i], &res[i]);
+        t[i] = (corio_wire_item_t){rc, 0, res[i].len,
+                                   res[i].len ? 0 : (uint64_t)(uintptr_t)res[i].ptr};
         if (res[i].len) {
             iov[niov++] = (struct iovec){res[i].ptr, res[i].len};
             h.len += res[i].len;
@@ -300,8 +298,6 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     }
     iov[0] = (struct iovec){&h, sizeof h};
     iov[1] = (struct iovec){t, n * sizeof *t};
-    if (compact_result(&h, t, n))
-        iov[1].iov_len = h.len;
     int rc = out_send(w->sock, iov, niov, sizeof h + h.len);
     for (size_t i = 0; i < n; i++)
         if (res[i].len)
@@ -309,6 +305,31 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     free(t);
     free(res);
     free(iov);
+    return rc;
+}
+
+/* Runs fn over args and sends the RESULT message: compact (n values) while
+ * every item succeeds with a pointer-sized value, the common case of tiny
+ * tasks; the general form from the first item that does not. */
+static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args, size_t n)
+{
+    uint64_t *vals = malloc((n ? n : 1) * sizeof *vals);
+    if (!vals)
+        worker_exit(70);
+    for (size_t i = 0; i < n; i++) {
+        corio_value_t res;
+        int rc = run_item(fn, &args[i], &res);
+        if (rc < 0 || res.len) {
+            rc = reply_full(w, fn, args, n, vals, i, rc, res);
+            free(vals);
+            return rc;
+        }
+        vals[i] = (uint64_t)(uintptr_t)res.ptr;
+    }
+    corio_wire_hdr_t h = {CORIO_MSG_RESULT, CORIO_WIRE_COMPACT, n, n * sizeof *vals};
+    struct iovec iov[2] = {{&h, sizeof h}, {vals, n * sizeof *vals}};
+    int rc = out_send(w->sock, iov, 2, sizeof h + h.len);
+    free(vals);
     return rc;
 }
 

@@ -96,8 +96,9 @@ CORIO_API int corio_executor_worker_pids(corio_executor_t *ex, int *pids, int ma
 typedef struct corio_map_iter corio_map_iter_t;
 
 /* Runs fn over inputs[0..n) in chunks of chunksize (0 means 1). At most a
- * bounded number of chunks is in flight (four per worker); more are
- * submitted as results are consumed. timeout_ns (< 0: none) is a deadline
+ * bounded number of chunks is in flight (four per worker, or more small
+ * ones: up to 65,536 items holding at most 4 MiB of argument bytes); more
+ * are submitted as results are consumed. timeout_ns (< 0: none) is a deadline
  * for the whole map, counted from this call. The inputs array and its
  * bytes must stay valid until corio_map_free; each chunk's bytes are copied
  * when it is submitted. */
