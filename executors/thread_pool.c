@@ -1,5 +1,13 @@
-/* ThreadPoolExecutor: one locked FIFO of jobs; a worker thread is started
- * when a job arrives and no worker is idle, up to max_workers.
+/* ThreadPoolExecutor: a worker thread is started when a job arrives and no
+ * worker is idle, up to max_workers.
+ *
+ * submit takes no lock: it pushes the job on a lock-free stack (the inbox)
+ * that workers take whole, under the pool's mutex, into the FIFO they run
+ * from. The mutex is taken by submit only to wake or start a worker, so
+ * submitters never wait behind workers, nor behind one preempted while
+ * holding the lock. A worker goes idle only after announcing it (nidle) and
+ * looking at the inbox again; submit pushes, then reads nidle: one of the
+ * two sees the other, so no job waits with every worker asleep.
  *
  * Wake-ups cost more than tiny tasks: while tasks are short (a moving
  * average under 20 us), a job is left to the workers already awake unless
@@ -23,24 +31,56 @@ typedef struct tp_worker {
 
 struct thread_pool {
     corio_executor_t base;
+    _Atomic(corio_job_t *) inbox; /* submitted, newest first */
+    atomic_size_t pending;         /* submitted, not yet taken by a worker */
+    atomic_int nidle;              /* workers waiting on cv (changed under mu) */
+    atomic_int nthreads;           /* started (changed under mu) */
+    atomic_bool shutdown, broken;  /* set under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* jobs or shutdown */
-    corio_job_queue_t q;
+    corio_job_queue_t q; /* taken from the inbox, in submit order */
     tp_worker_t *threads;
-    int nthreads, nidle, nlive;
-    bool shutdown, broken;
+    int nlive;
     atomic_llong task_ns; /* moving average of a task's run time */
     corio_initializer_fn initializer;
     corio_value_t initarg;
     char prefix[16];
 };
 
+static void inbox_push(thread_pool_t *p, corio_job_t *j)
+{
+    corio_job_t *head = atomic_load_explicit(&p->inbox, memory_order_relaxed);
+    do
+        j->next = head;
+    while (!atomic_compare_exchange_weak(&p->inbox, &head, j));
+    atomic_fetch_add_explicit(&p->pending, 1, memory_order_relaxed);
+}
+
+/* Moves the inbox to the end of the FIFO, oldest first; lock held. */
+static void inbox_take(thread_pool_t *p)
+{
+    corio_job_t *j = atomic_exchange(&p->inbox, NULL), *fifo = NULL;
+    while (j) {
+        corio_job_t *next = j->next;
+        j->next = fifo;
+        fifo = j;
+        j = next;
+    }
+    for (; fifo; fifo = j) {
+        j = fifo->next;
+        corio__jq_push(&p->q, fifo);
+    }
+}
+
 /* Fails every queued job; called with the lock held. */
 static void fail_queued(thread_pool_t *p, int code, const char *msg)
 {
+    inbox_take(p);
     corio_job_t *j;
-    while ((j = corio__jq_pop(&p->q)))
+    while ((j = corio__jq_pop(&p->q))) {
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_relaxed);
         corio__job_fail(j, code, msg);
+    }
 }
 
 static bool run_initializer(thread_pool_t *p)
@@ -48,7 +88,7 @@ static bool run_initializer(thread_pool_t *p)
     if (!p->initializer || p->initializer(&p->initarg) == 0)
         return true;
     pthread_mutex_lock(&p->mu);
-    p->broken = true;
+    atomic_store(&p->broken, true);
     fail_queued(p, CORIO_EBROKEN, "a thread pool initializer failed");
     pthread_mutex_unlock(&p->mu);
     return false;
@@ -65,7 +105,8 @@ static bool tasks_short(thread_pool_t *p)
 static bool worker_soon_free(thread_pool_t *p)
 {
     int64_t now = corio_now();
-    for (int i = 0; i < p->nthreads; i++) {
+    int n = atomic_load_explicit(&p->nthreads, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
         long long t = atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed);
         if (t == 0 || (t > 0 && now - t < CORIO_NS_PER_MS))
             return true;
@@ -73,12 +114,13 @@ static bool worker_soon_free(thread_pool_t *p)
     return false;
 }
 
-/* True when a job just queued needs another worker; lock held. */
-static bool needs_worker(thread_pool_t *p)
+/* True when a job just pushed needs another worker awake. Reads counters
+ * other threads change: a hint, checked again under the lock. */
+static bool needs_worker(thread_pool_t *p, int nlive)
 {
-    int awake = p->nlive - p->nidle;
-    return awake <= 0 || !tasks_short(p) || p->q.len > (size_t)awake * 64 ||
-           !worker_soon_free(p);
+    int awake = nlive - atomic_load(&p->nidle);
+    size_t queued = atomic_load_explicit(&p->pending, memory_order_relaxed);
+    return awake <= 0 || !tasks_short(p) || queued > (size_t)awake * 64 || !worker_soon_free(p);
 }
 
 /* How many queued jobs a worker takes at once; called with the lock held.
@@ -86,9 +128,10 @@ static bool needs_worker(thread_pool_t *p)
  * hold the others back from idle workers, so only when tasks are short. */
 static size_t batch_size(thread_pool_t *p)
 {
-    if (!tasks_short(p) || p->q.len < 4 * (size_t)p->nthreads)
+    size_t n = (size_t)atomic_load_explicit(&p->nthreads, memory_order_relaxed);
+    if (!tasks_short(p) || p->q.len < 4 * n)
         return 1;
-    size_t share = p->q.len / (2 * (size_t)p->nthreads);
+    size_t share = p->q.len / (2 * n);
     return share < 128 ? share : 128;
 }
 
@@ -113,38 +156,56 @@ static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
     atomic_store_explicit(&p->task_ns, avg ? (7 * avg + took) / 8 : took, memory_order_relaxed);
 }
 
+/* Waits for jobs; lock held. The inbox is looked at again after nidle
+ * says this worker sleeps (see the top of the file). */
+static void wait_for_jobs(thread_pool_t *p, tp_worker_t *self)
+{
+    atomic_fetch_add(&p->nidle, 1);
+    if (!atomic_load(&p->inbox)) {
+        atomic_store_explicit(&self->busy_since, -1, memory_order_relaxed);
+        pthread_cond_wait(&p->cv, &p->mu);
+        atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
+    }
+    atomic_fetch_sub(&p->nidle, 1);
+}
+
+/* Takes a batch off the FIFO; lock held. */
+static corio_job_t *take_batch(thread_pool_t *p)
+{
+    corio_job_t *first = corio__jq_pop(&p->q), *last = first;
+    size_t n = 1;
+    for (size_t k = batch_size(p); k > 1 && p->q.head; k--, n++)
+        last = last->next = corio__jq_pop(&p->q);
+    atomic_fetch_sub_explicit(&p->pending, n, memory_order_relaxed);
+    if (p->q.head && atomic_load(&p->nidle) > 0)
+        pthread_cond_signal(&p->cv); /* more for an idle peer */
+    return first;
+}
+
 static void *worker_main(void *arg)
 {
     tp_worker_t *self = arg;
     thread_pool_t *p = self->p;
-    if (run_initializer(p)) {
-        pthread_mutex_lock(&p->mu);
-        for (;;) {
-            if (!p->q.head && (p->shutdown || p->broken))
-                break;
-            if (!p->q.head) {
-                p->nidle++;
-                atomic_store_explicit(&self->busy_since, -1, memory_order_relaxed);
-                pthread_cond_wait(&p->cv, &p->mu);
-                atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
-                p->nidle--;
-                continue;
-            }
-            corio_job_t *first = corio__jq_pop(&p->q), *last = first;
-            for (size_t k = batch_size(p); k > 1 && p->q.head; k--)
-                last = last->next = corio__jq_pop(&p->q);
-            if (p->q.head && p->nidle > 0)
-                pthread_cond_signal(&p->cv); /* more for an idle peer */
-            int64_t t0 = corio_now();
-            atomic_store_explicit(&self->busy_since, t0, memory_order_relaxed);
-            pthread_mutex_unlock(&p->mu);
-            run_jobs(p, first, t0);
-            pthread_mutex_lock(&p->mu);
-            atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
-        }
-        pthread_mutex_unlock(&p->mu);
-    }
+    bool ready = run_initializer(p);
     pthread_mutex_lock(&p->mu);
+    for (;;) {
+        inbox_take(p);
+        if (!ready || (!p->q.head && (atomic_load(&p->shutdown) || atomic_load(&p->broken))))
+            break;
+        if (!p->q.head) {
+            wait_for_jobs(p, self);
+            continue;
+        }
+        corio_job_t *batch = take_batch(p);
+        int64_t t0 = corio_now();
+        atomic_store_explicit(&self->busy_since, t0, memory_order_relaxed);
+        pthread_mutex_unlock(&p->mu);
+        run_jobs(p, batch, t0);
+        pthread_mutex_lock(&p->mu);
+        atomic_store_explicit(&self->busy_since, 0, memory_order_relaxed);
+    }
+    /* In the same critical section as the last look at the inbox: a
+     * submit that sees nlive == 0 knows nobody will take its job. */
     p->nlive--;
     atomic_store_explicit(&self->busy_since, -1, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
@@ -156,7 +217,8 @@ static int start_worker(thread_pool_t *p)
 {
     sigset_t old;
     corio__block_signals(&old);
-    tp_worker_t *w = &p->threads[p->nthreads];
+    int i = atomic_load_explicit(&p->nthreads, memory_order_relaxed);
+    tp_worker_t *w = &p->threads[i];
     w->p = p;
     atomic_init(&w->busy_since, 0);
     pthread_t t;
@@ -165,43 +227,91 @@ static int start_worker(thread_pool_t *p)
     if (rc != 0)
         return -rc;
     char name[16];
-    snprintf(name, sizeof name, "%.10s_%d", p->prefix, p->nthreads);
+    snprintf(name, sizeof name, "%.10s_%d", p->prefix, i);
     pthread_setname_np(t, name);
     w->thread = t;
-    p->nthreads++;
+    atomic_store_explicit(&p->nthreads, i + 1, memory_order_release);
     p->nlive++;
     return 0;
+}
+
+static int refusal(thread_pool_t *p)
+{
+    return atomic_load(&p->broken) ? CORIO_EBROKEN : atomic_load(&p->shutdown) ? CORIO_ESHUTDOWN : 0;
+}
+
+/* Wakes an idle worker, or starts one if may_start, for a job just
+ * pushed. A failed start is not the job's error while other workers run. */
+static void wake_worker(thread_pool_t *p, bool may_start)
+{
+    pthread_mutex_lock(&p->mu);
+    int idle = atomic_load(&p->nidle);
+    size_t queued = atomic_load_explicit(&p->pending, memory_order_relaxed);
+    if (!may_start || needs_worker(p, p->nlive)) {
+        if (idle > 0)
+            pthread_cond_signal(&p->cv);
+        /* More jobs than idle workers to take them: one more thread. */
+        if (may_start && (size_t)idle < queued &&
+            atomic_load_explicit(&p->nthreads, memory_order_relaxed) < p->base.max_workers)
+            start_worker(p);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The first submit starts the first worker before queueing, so that a
+ * pool that cannot start any fails the submit instead of hanging it. That
+ * worker takes the job: *started says no other wake-up is needed. */
+static int first_worker(thread_pool_t *p, bool *started)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = refusal(p);
+    if (rc == 0 && atomic_load_explicit(&p->nthreads, memory_order_relaxed) == 0) {
+        rc = start_worker(p);
+        *started = rc == 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* Shutdown or breakage raced with a push: if every worker has already
+ * left, nobody will take the job, so it fails here. */
+static void strand_check(thread_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->nlive == 0)
+        fail_queued(p, refusal(p), "the thread pool shut down during this submit");
+    pthread_mutex_unlock(&p->mu);
 }
 
 static int tp_submit(corio_executor_t *ex, corio_job_t *job)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
-    pthread_mutex_lock(&p->mu);
-    int rc = p->broken ? CORIO_EBROKEN : p->shutdown ? CORIO_ESHUTDOWN : 0;
-    bool wake = rc == 0 && needs_worker(p);
-    if (wake && p->nidle <= (int)p->q.len && p->nthreads < ex->max_workers) {
-        rc = start_worker(p);
-        if (rc < 0 && p->nthreads > 0)
-            rc = 0; /* the running workers will take the job */
-    }
-    if (rc == 0) {
-        corio__jq_push(&p->q, job);
-        if (wake && p->nidle > 0)
-            pthread_cond_signal(&p->cv);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return rc;
+    bool started = false;
+    int rc = refusal(p);
+    if (rc == 0 && atomic_load_explicit(&p->nthreads, memory_order_acquire) == 0)
+        rc = first_worker(p, &started);
+    if (rc < 0)
+        return rc;
+    inbox_push(p, job);
+    /* nthreads stands in for nlive, which needs the lock: workers leave
+     * only at shutdown or breakage, which the check below handles. The
+     * worker just started may already sleep: it is woken, no other started. */
+    if (started ? atomic_load(&p->nidle) > 0 : needs_worker(p, atomic_load(&p->nthreads)))
+        wake_worker(p, !started);
+    if (refusal(p))
+        strand_check(p);
+    return 0;
 }
 
 static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
     pthread_mutex_lock(&p->mu);
-    p->shutdown = true;
+    atomic_store(&p->shutdown, true);
     if (cancel_futures)
         fail_queued(p, -ECANCELED, NULL);
     pthread_cond_broadcast(&p->cv);
-    int n = p->nthreads;
+    int n = atomic_load_explicit(&p->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
     if (!wait)
         return 0;

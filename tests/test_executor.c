@@ -195,6 +195,47 @@ static void test_shutdown_wait_runs_queued(void)
     corio_executor_free(ex);
 }
 
+/* Submits race with shutdown: each either is refused or gets a future that
+ * completes (run, or failed because the pool left), never one that hangs. */
+typedef struct racer {
+    corio_executor_t *ex;
+    corio_future_t *fs[2000];
+    int n;
+} racer_t;
+
+static void *submit_until_refused(void *arg)
+{
+    racer_t *r = arg;
+    while (r->n < 2000 &&
+           corio_executor_submit(r->ex, square, corio_value_int(3), &r->fs[r->n]) == 0)
+        r->n++;
+    return NULL;
+}
+
+static void test_submit_races_shutdown(void)
+{
+    for (int round = 0; round < 20; round++) {
+        corio_executor_t *ex = thread_pool(2);
+        racer_t r[2] = {{.ex = ex}, {.ex = ex}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_create(&t[i], NULL, submit_until_refused, &r[i]), 0);
+        sleep_ms(round % 3);
+        CHECK_EQ(corio_executor_shutdown(ex, true, false), 0);
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ(pthread_join(t[i], NULL), 0);
+            for (int k = 0; k < r[i].n; k++) {
+                corio_value_t v;
+                int rc = corio_await_timeout(r[i].fs[k], 10 * CORIO_NS_PER_SEC, &v);
+                CHECK(rc == 0 || rc == CORIO_ESHUTDOWN);
+                CHECK(rc != 0 || corio_value_as_int(v) == 9);
+                corio_future_unref(r[i].fs[k]);
+            }
+        }
+        corio_executor_free(ex);
+    }
+}
+
 /* A short job never waits behind a long one while a worker sleeps, even
  * after many tiny tasks taught the pool to spare wake-ups. */
 static void test_short_job_not_stuck_behind_long(void)
@@ -757,6 +798,7 @@ static void test_wait_in_coroutine(void)
 TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
+          CASE(test_submit_races_shutdown),
           CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
