@@ -1,6 +1,7 @@
 /* Executors: the thread pool, map, wait, as_completed, and awaiting
  * executor futures from coroutines. */
 #include "corio.h"
+#include "executor_util.h"
 #include "harness.h"
 
 #include <errno.h>
@@ -10,52 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-static int square(const corio_value_t *arg, corio_value_t *result)
-{
-    intptr_t x = corio_value_as_int(*arg);
-    *result = corio_value_int(x * x);
-    return 0;
-}
-
-static int fail_with_eio(const corio_value_t *arg, corio_value_t *result)
-{
-    (void)arg;
-    (void)result;
-    return -EIO;
-}
-
 static int sleep_task(const corio_value_t *arg, corio_value_t *result)
 {
     sleep_ms((int)corio_value_as_int(*arg));
     *result = corio_value_int(1);
     return 0;
-}
-
-/* Returns a copy of its bytes with each byte incremented. */
-static int bytes_plus_one(const corio_value_t *arg, corio_value_t *result)
-{
-    unsigned char *out = malloc(arg->len);
-    if (!out)
-        return -ENOMEM;
-    const unsigned char *in = arg->ptr;
-    for (size_t i = 0; i < arg->len; i++)
-        out[i] = (unsigned char)(in[i] + 1);
-    *result = (corio_value_t){out, arg->len};
-    return 0;
-}
-
-static intptr_t result_int(corio_future_t *f)
-{
-    corio_value_t v;
-    CHECK_EQ(corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v), 0);
-    return corio_value_as_int(v);
 }
 
 static corio_executor_t *thread_pool(int n)
@@ -531,26 +491,6 @@ static void test_huge_timeouts_mean_none(void)
     CHECK_EQ(corio_map_next(it, &v), 0);
     corio_map_free(it);
     corio_executor_free(ex);
-}
-
-static void check_map(corio_executor_t *ex, size_t n, size_t chunksize)
-{
-    corio_value_t *in = malloc(n * sizeof *in);
-    for (size_t i = 0; i < n; i++)
-        in[i] = corio_value_int((intptr_t)i);
-    corio_map_iter_t *it;
-    CHECK_EQ(corio_executor_map(ex, square, in, n, chunksize, -1, &it), 0);
-    corio_value_t v;
-    size_t i = 0;
-    int rc;
-    while ((rc = corio_map_next(it, &v)) == 1) {
-        CHECK_EQ(corio_value_as_int(v), (intptr_t)(i * i));
-        i++;
-    }
-    CHECK_EQ(rc, 0);
-    CHECK_EQ(i, n);
-    corio_map_free(it);
-    free(in);
 }
 
 static void test_map_order_chunksizes(void)

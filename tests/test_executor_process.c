@@ -1,6 +1,7 @@
 /* Executors: the process pool (spawn and fork), worker deaths, deadlines,
  * huge arguments, and awaiting its futures from coroutines. */
 #include "corio.h"
+#include "executor_util.h"
 #include "harness.h"
 
 #include <dirent.h>
@@ -15,45 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /* ---- tasks (static on purpose: named by offset in the worker) ------------- */
-
-static int square(const corio_value_t *arg, corio_value_t *result)
-{
-    intptr_t x = corio_value_as_int(*arg);
-    *result = corio_value_int(x * x);
-    return 0;
-}
-
-static int fail_with_eio(const corio_value_t *arg, corio_value_t *result)
-{
-    (void)arg;
-    (void)result;
-    return -EIO;
-}
 
 static int get_pid(const corio_value_t *arg, corio_value_t *result)
 {
     sleep_ms((int)corio_value_as_int(*arg));
     *result = corio_value_int(getpid());
-    return 0;
-}
-
-static int bytes_plus_one(const corio_value_t *arg, corio_value_t *result)
-{
-    unsigned char *out = malloc(arg->len ? arg->len : 1);
-    if (!out)
-        return -ENOMEM;
-    const unsigned char *in = arg->ptr;
-    for (size_t i = 0; i < arg->len; i++)
-        out[i] = (unsigned char)(in[i] + 1);
-    *result = (corio_value_t){out, arg->len};
     return 0;
 }
 
@@ -113,19 +81,6 @@ static corio_future_t *submit_int(corio_executor_t *ex, corio_executor_fn fn, in
     corio_future_t *f;
     CHECK_EQ(corio_executor_submit(ex, fn, corio_value_int(x), &f), 0);
     return f;
-}
-
-static intptr_t result_int(corio_future_t *f)
-{
-    corio_value_t v;
-    int rc = corio_await_timeout(f, 20 * CORIO_NS_PER_SEC, &v);
-    if (rc != 0) {
-        const char *msg = NULL;
-        corio_future_exception(f, &msg);
-        fprintf(stderr, "# future failed: %s (%s)\n", corio_strerror(rc), msg ? msg : "");
-    }
-    CHECK_EQ(rc, 0);
-    return corio_value_as_int(v);
 }
 
 /* Zombie children of this process. */
@@ -220,24 +175,6 @@ static void test_dlopen_function_refused(void)
         return;
     }
     exit(77);
-}
-
-static void check_map(corio_executor_t *ex, size_t n, size_t chunksize)
-{
-    corio_value_t *in = malloc(n * sizeof *in);
-    for (size_t i = 0; i < n; i++)
-        in[i] = corio_value_int((intptr_t)i);
-    corio_map_iter_t *it;
-    CHECK_EQ(corio_executor_map(ex, square, in, n, chunksize, -1, &it), 0);
-    corio_value_t v;
-    size_t i = 0;
-    while (corio_map_next(it, &v) == 1) {
-        CHECK_EQ(corio_value_as_int(v), (intptr_t)(i * i));
-        i++;
-    }
-    CHECK_EQ(i, n);
-    corio_map_free(it);
-    free(in);
 }
 
 static void test_map_order_chunksizes(void)
