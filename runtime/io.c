@@ -13,6 +13,7 @@ typedef struct io_waiter {
     corio_waiter_t w;
     corio_loop_t *loop;
     uint32_t flags;
+    corio_handle_t retry; /* sends the cancel again when no SQE was free */
 } io_waiter_t;
 
 static void io_complete(corio_op_t *op, int res, uint32_t flags)
@@ -22,15 +23,28 @@ static void io_complete(corio_op_t *op, int res, uint32_t flags)
     corio__wake(&iw->w, res);
 }
 
+static void send_cancel(void *arg)
+{
+    io_waiter_t *iw = arg;
+    if (iw->w.woken)
+        return; /* completed meanwhile */
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(iw->loop, &err);
+    if (!sqe) {
+        /* Never leave the task waiting on an operation nobody cancels: try
+         * again next turn (the ring may be full of completions to reap). */
+        corio_loop_call_soon(iw->loop, &iw->retry, send_cancel, iw);
+        return;
+    }
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&iw->op, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+}
+
 static bool io_detach(corio_waiter_t *w)
 {
     io_waiter_t *iw = corio_container_of(w, io_waiter_t, w);
-    int err = 0;
-    struct io_uring_sqe *sqe = corio__get_sqe(iw->loop, &err);
-    if (sqe) {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&iw->op, 0);
-        io_uring_sqe_set_data(sqe, NULL);
-    }
+    if (!corio_handle_pending(&iw->retry))
+        send_cancel(iw);
     return false; /* the operation's own completion ends the wait */
 }
 
@@ -59,6 +73,8 @@ int corio__io_await(corio_loop_t *loop, struct io_uring_sqe *sqe, int64_t deadli
     io_uring_sqe_set_data(sqe, &iw.op);
     corio__op_started(loop);
     rc = corio__suspend(&iw.w, deadline);
+    if (corio_handle_pending(&iw.retry))
+        corio_handle_cancel(&iw.retry);
     if (cqe_flags)
         *cqe_flags = iw.flags;
     return rc;

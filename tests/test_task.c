@@ -453,6 +453,26 @@ static intptr_t timer_alloc_fails_main(void *arg)
     return 0;
 }
 
+/* The SQE for a deadline's cancel cannot be had: the cancel is sent on a
+ * later turn, so the read still ends instead of waiting for ever. */
+static intptr_t cancel_sqe_fails_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, read_deadline, (void *)(intptr_t)p[0], NULL), 0);
+    CHECK_EQ(corio_sleep(CORIO_NS_PER_MS), 0); /* the read is in flight */
+    corio__fault_set(CORIO_FAULT_SQE, 1);     /* the next SQE: the cancel's */
+    CHECK_EQ(corio_task_await(t, NULL), -ETIMEDOUT);
+    corio_task_release(t);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void cancel_sent_when_sqe_frees_up(void) { CHECK_EQ(corio_run(cancel_sqe_fails_main, NULL), 0); }
+
 static void deadline_timer_alloc_fails(void) { CHECK_EQ(corio_run(timer_alloc_fails_main, NULL), 0); }
 
 static intptr_t huge_stack_main(void *arg)
@@ -474,4 +494,5 @@ TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleepi
           CASE(misuse_outside_coroutine), CASE(unretrieved_task_error),
           CASE(huge_durations_mean_never), CASE(task_outlives_its_loop),
           CASE(task_released_on_another_thread), CASE(deadline_timer_alloc_fails),
+          CASE(cancel_sent_when_sqe_frees_up),
           CASE(stack_of_4gib_refused))
