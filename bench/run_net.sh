@@ -12,9 +12,15 @@
 # is why the CPU time per round trip is the fairer echo figure. Each
 # configuration runs RUNS times (default 5), the servers interleaved so that
 # drift hits all alike; the medians are printed as `name value unit` lines,
-# then the ratios.
+# each followed by a `#` comment with the runs' minimum and maximum (the
+# spread says how noisy the machine was), then the ratios.
 #
 #   bench/run_net.sh BUILD_DIR [RUNS [SECONDS]]
+#
+# Environment, for focused comparisons: ECHO_CONNS (default "1 50 1000")
+# picks the connection counts; EXTRA_ECHO="name=/path/server ..." adds echo
+# servers that take a port and print "...:PORT" first; SKIP_HTTP=1 skips the
+# nginx comparison.
 set -euo pipefail
 build=$(cd "${1:?usage: run_net.sh BUILD_DIR [RUNS [SECONDS]]}" && pwd)
 runs=${2:-5}
@@ -52,6 +58,8 @@ start() {
 stop() { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+spread() { sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s..%s", lo, hi}'; }
+conn_counts=${ECHO_CONNS:-1 50 1000}
 
 declare -A echo_servers=(
     [corio]="$build/examples/echo_server 0"
@@ -64,9 +72,13 @@ if [ -x "$build/bench/uv_echo" ]; then
 else
     echo "# libuv echo server not built (libuv1-dev missing): skipped" >&2
 fi
+for extra in ${EXTRA_ECHO:-}; do
+    echo_servers[${extra%%=*}]="${extra#*=} 0"
+    order+=("${extra%%=*}")
+done
 
 echo "# echo: $runs runs of ${secs}s each, 64-byte messages, server on CPU $srv_cpu, client on CPU $cli_cpu"
-for conns in 1 50 1000; do
+for conns in $conn_counts; do
     for r in $(seq "$runs"); do
         for name in "${order[@]}"; do
             # shellcheck disable=SC2086
@@ -84,9 +96,11 @@ for conns in 1 50 1000; do
         echo "$cpu" >"$tmp/m.cpu.$name.$conns"
         echo "echo_rtt_per_sec_${name}_c$conns $rtt round-trips/s"
         echo "echo_server_cpu_${name}_c$conns $cpu ns/round-trip"
+        echo "# spread ${name}_c$conns: round-trips/s $(spread <"$tmp/rtt.$name.$conns")," \
+            "ns/round-trip $(spread <"$tmp/cpu.$name.$conns")"
     done
 done
-for conns in 1 50 1000; do
+for conns in $conn_counts; do
     c_rtt=$(cat "$tmp/m.rtt.corio.$conns")
     c_cpu=$(cat "$tmp/m.cpu.corio.$conns")
     for name in "${order[@]}"; do
@@ -103,6 +117,7 @@ done
 # ---- http_server against nginx --------------------------------------------------
 wrk=$(command -v wrk || true)
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -n "${SKIP_HTTP:-}" ] && exit 0
 if [ -z "$wrk" ] || [ ! -x "$nginx" ]; then
     echo "# wrk or nginx missing: the HTTP comparison is skipped" >&2
     exit 0
