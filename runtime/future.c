@@ -15,14 +15,14 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline);
 
 static inline void lock(corio_future_t *f)
 {
-    if (f->sync)
-        pthread_mutex_lock(&f->sync->mu);
+    if (f->threadsafe)
+        pthread_mutex_lock(&corio__future_sync(f)->mu);
 }
 
 static inline void unlock(corio_future_t *f)
 {
-    if (f->sync)
-        pthread_mutex_unlock(&f->sync->mu);
+    if (f->threadsafe)
+        pthread_mutex_unlock(&corio__future_sync(f)->mu);
 }
 
 static inline uint8_t load_state(const corio_future_t *f)
@@ -66,10 +66,9 @@ void corio__future_init(corio_future_t *f, corio_loop_t *loop)
     f->message = NULL;
     f->value = (corio_value_t){NULL, 0};
     f->loop = loop;
-    f->sync = NULL;
+    f->threadsafe = false;
     f->cbs = NULL;
-    f->ncb = f->cbcap = 0;
-    f->cb_handle.state = CORIO_H_IDLE;
+    f->ncb = 0;
     f->whead = f->wtail = NULL;
     f->lprev = f->lnext = NULL;
     if (loop)
@@ -84,11 +83,12 @@ int corio_future_new(corio_loop_t *loop, corio_future_t **out)
         loop = corio__tls_loop;
     if (!loop || loop->closed)
         return -EINVAL;
-    corio_future_t *f = malloc(sizeof *f);
-    if (!f)
+    corio_loop_future_t *lf = malloc(sizeof *lf);
+    if (!lf)
         return -ENOMEM;
-    corio__future_init(f, loop);
-    *out = f;
+    corio__future_init(&lf->f, loop);
+    lf->cb_handle.state = CORIO_H_IDLE;
+    *out = &lf->f;
     return 0;
 }
 
@@ -96,21 +96,19 @@ int corio_future_new_threadsafe(corio_future_t **out)
 {
     if (!out)
         return -EINVAL;
-    corio_future_t *f = malloc(sizeof *f);
-    corio_future_sync_t *s = malloc(sizeof *s);
-    if (!f || !s) {
-        free(f);
-        free(s);
+    corio_ts_future_t *tf = malloc(sizeof *tf);
+    if (!tf)
         return -ENOMEM;
-    }
+    corio_future_t *f = &tf->f;
     corio__future_init(f, NULL);
+    f->threadsafe = true;
+    corio_future_sync_t *s = &tf->sync;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &attr);
     pthread_condattr_destroy(&attr);
-    f->sync = s;
     *out = f;
     return 0;
 }
@@ -151,10 +149,9 @@ void corio__future_release_storage(corio_future_t *f)
         free(f->message);
     if (f->cbs)
         free(f->cbs);
-    if (f->sync) {
-        pthread_mutex_destroy(&f->sync->mu);
-        pthread_cond_destroy(&f->sync->cv);
-        free(f->sync);
+    if (f->threadsafe) {
+        pthread_mutex_destroy(&corio__future_sync(f)->mu);
+        pthread_cond_destroy(&corio__future_sync(f)->cv);
     }
 }
 
@@ -180,13 +177,15 @@ static int cb_append(corio_future_t *f, corio_done_fn fn, void *arg)
         f->ncb = 1;
         return 0;
     }
-    if (f->ncb - 1 == f->cbcap) {
-        uint32_t cap = f->cbcap ? f->cbcap * 2 : 4;
+    uint32_t held = f->ncb - 1; /* in cbs */
+    if (held == 0 || (held >= 4 && (held & (held - 1)) == 0)) { /* full: see the struct */
+        if (held > UINT32_MAX / 2 / sizeof(corio_done_cb_t))
+            return -ENOMEM;
+        uint32_t cap = held ? held * 2 : 4;
         corio_done_cb_t *n = realloc(f->cbs, cap * sizeof *n);
         if (!n)
             return -ENOMEM;
         f->cbs = n;
-        f->cbcap = cap;
     }
     f->cbs[f->ncb - 1] = cb;
     f->ncb++;
@@ -229,12 +228,22 @@ void corio__future_drop_scheduled(corio_handle_t *h)
         corio_future_unref(h->arg);
 }
 
+static corio_handle_t *callback_handle(corio_future_t *f)
+{
+    if (f->is_task)
+        return &((corio_task_t *)f)->step;
+    return &((corio_loop_future_t *)f)->cb_handle;
+}
+
 static void schedule_loop_callbacks(corio_future_t *f)
 {
-    if (!f->ncb || !f->loop || corio_handle_pending(&f->cb_handle))
+    if (!f->ncb || !f->loop)
+        return;
+    corio_handle_t *h = callback_handle(f);
+    if (corio_handle_pending(h))
         return;
     corio_future_ref(f);
-    if (corio_loop_call_soon(f->loop, &f->cb_handle, run_loop_callbacks, f) < 0)
+    if (corio_loop_call_soon(f->loop, h, run_loop_callbacks, f) < 0)
         corio_future_unref(f);
 }
 
@@ -262,7 +271,7 @@ int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *ar
     unlock(f);
     if (rc < 0 || !done)
         return rc;
-    if (f->sync) {
+    if (f->threadsafe) {
         /* A callback may drop the caller's last reference. */
         corio_future_ref(f);
         run_threadsafe_callbacks(f);
@@ -299,12 +308,12 @@ void corio_future_set_callback_error_handler(corio_error_handler_fn fn, void *ar
 static void report_callback_failure(corio_future_t *f, int code)
 {
     corio_error_context_t ctx = {
-        .message = f->sync ? "an executor future's done-callback failed"
+        .message = f->threadsafe ? "an executor future's done-callback failed"
                            : "a future's done-callback failed",
         .code = code,
         .task_name = f->is_task ? corio_task_name((corio_task_t *)f) : NULL,
     };
-    if (!f->sync) {
+    if (!f->threadsafe) {
         corio_loop_report(f->loop, &ctx);
         return;
     }
@@ -419,7 +428,7 @@ static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
     int code = outcome_code(f);
     while (w) {
         corio_waiter_t *next = w->next; /* w may be gone once woken */
-        if (f->sync)
+        if (f->threadsafe)
             corio__wake_threadsafe(w->task->loop, w, code);
         else
             corio__wake(w, code);
@@ -449,13 +458,13 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
     for (corio_waiter_t *w = waiters; w; w = w->next)
         corio_container_of(w, future_waiter_t, w)->linked = false;
     f->whead = f->wtail = NULL;
-    if (f->sync)
-        pthread_cond_broadcast(&f->sync->cv);
+    if (f->threadsafe)
+        pthread_cond_broadcast(&corio__future_sync(f)->cv);
     /* Keep f alive while callbacks and wake-ups run. */
     corio_future_ref(f);
     unlock(f);
     wake_waiters(f, waiters);
-    if (f->sync)
+    if (f->threadsafe)
         run_threadsafe_callbacks(f);
     else
         schedule_loop_callbacks(f);
@@ -623,7 +632,7 @@ static void waiter_link(corio_future_t *f, future_waiter_t *fw)
 
 static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
-    if (!f->sync)
+    if (!f->threadsafe)
         return -EDEADLK; /* would stop the loop that must complete it */
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
@@ -632,9 +641,9 @@ static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
     lock(f);
     while (load_state(f) < CORIO_FUTURE_FINISHED && rc != ETIMEDOUT) {
         if (deadline == CORIO_NEVER)
-            pthread_cond_wait(&f->sync->cv, &f->sync->mu);
+            pthread_cond_wait(&corio__future_sync(f)->cv, &corio__future_sync(f)->mu);
         else
-            rc = pthread_cond_timedwait(&f->sync->cv, &f->sync->mu, &ts);
+            rc = pthread_cond_timedwait(&corio__future_sync(f)->cv, &corio__future_sync(f)->mu, &ts);
     }
     bool done = load_state(f) >= CORIO_FUTURE_FINISHED;
     unlock(f);
@@ -654,7 +663,7 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         return -EINVAL; /* another thread's loop future */
     /* Already done: the outcome, whatever the per-call timeout, unless the
      * task is cancelled or its timeout scope expired (level-triggered). */
-    if (!f->sync && load_state(f) >= CORIO_FUTURE_FINISHED) {
+    if (!f->threadsafe && load_state(f) >= CORIO_FUTURE_FINISHED) {
         if (task->cancel_requests)
             return -ECANCELED;
         int rc = task->scope_deadline == CORIO_NEVER ? 0 : corio__interrupt_pending(CORIO_NEVER);

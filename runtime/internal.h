@@ -139,18 +139,35 @@ struct corio_future {
     _Atomic uint8_t state;
     bool retrieved;
     bool is_task;
+    bool threadsafe; /* a corio_ts_future_t: locked, callbacks in the completing thread */
     int error;
+    uint32_t ncb;        /* callbacks: cb0, then cbs[0..ncb-2] */
     char *message;
     corio_value_t value;
     corio_loop_t *loop; /* NULL for thread-safe futures */
-    corio_future_sync_t *sync;
     corio_done_cb_t cb0; /* inline slot: one callback costs no allocation */
-    corio_done_cb_t *cbs;
-    uint32_t ncb, cbcap;
-    corio_handle_t cb_handle;
+    corio_done_cb_t *cbs; /* capacity: the power of two (at least 4) above its count */
     corio_waiter_t *whead, *wtail;
     corio_future_t *lprev, *lnext; /* the loop's list of its futures */
 };
+
+/* The callback run of a loop future is scheduled on a handle outside the
+ * core struct: a plain future carries one, a task lends its step handle
+ * (idle for good once the task finished). Keeps task records small. */
+typedef struct corio_loop_future {
+    corio_future_t f;
+    corio_handle_t cb_handle;
+} corio_loop_future_t;
+
+typedef struct corio_ts_future {
+    corio_future_t f;
+    corio_future_sync_t sync;
+} corio_ts_future_t;
+
+static inline corio_future_sync_t *corio__future_sync(corio_future_t *f)
+{
+    return &((corio_ts_future_t *)f)->sync;
+}
 
 void corio__future_init(corio_future_t *f, corio_loop_t *loop);
 /* Completes f with an outcome (state FINISHED or CANCELLED). */
