@@ -70,6 +70,8 @@ static void arena_destroy(corio_task_arena_t *a)
     free(a);
 }
 
+#ifndef CORIO_ASAN
+
 /* A CHUNK_SIZE-aligned mapping, so a record finds its chunk by masking. */
 static void *map_aligned_chunk(void)
 {
@@ -101,17 +103,6 @@ static int arena_grow(corio_task_arena_t *a)
     return 0;
 }
 
-#ifdef CORIO_ASAN
-
-corio_task_t *corio__task_alloc(corio_loop_t *loop)
-{
-    (void)loop;
-    return malloc(sizeof(corio_task_t));
-}
-
-void corio__task_dealloc(corio_task_t *t) { free(t); }
-
-#else
 
 static free_record_t *take_remote(corio_task_arena_t *a)
 {
@@ -166,6 +157,16 @@ void corio__task_dealloc(corio_task_t *t)
     if (atomic_fetch_sub_explicit(&a->live, 1, memory_order_acq_rel) == 1)
         arena_destroy(a);
 }
+
+#else /* ASan: plain blocks, so that use after free is caught */
+
+corio_task_t *corio__task_alloc(corio_loop_t *loop)
+{
+    (void)loop;
+    return malloc(sizeof(corio_task_t));
+}
+
+void corio__task_dealloc(corio_task_t *t) { free(t); }
 
 #endif
 
