@@ -196,8 +196,12 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
     t->fut.is_task = true;
     task_link(t);
     schedule_step(t);
-    if (out)
-        *out = (corio_task_t *)corio_future_ref(&t->fut);
+    if (out) {
+        /* The loop's reference and the caller's: the record is not shared
+         * yet, so no atomic add is needed. */
+        atomic_store_explicit(&t->fut.refs, 2, memory_order_relaxed);
+        *out = t;
+    }
     return 0;
 }
 
