@@ -51,11 +51,13 @@ struct thread_pool {
 
 static void inbox_push(thread_pool_t *p, corio_job_t *j)
 {
+    /* Counted before it is visible: a worker taking it must not wrap
+     * pending below zero. */
+    atomic_fetch_add_explicit(&p->pending, 1, memory_order_relaxed);
     corio_job_t *head = atomic_load_explicit(&p->inbox, memory_order_relaxed);
     do
         j->next = head;
     while (!atomic_compare_exchange_weak(&p->inbox, &head, j));
-    atomic_fetch_add_explicit(&p->pending, 1, memory_order_relaxed);
 }
 
 /* Moves the inbox to the end of the FIFO, oldest first; lock held. */

@@ -476,6 +476,8 @@ int corio_future_set_result(corio_future_t *f, corio_value_t v)
 {
     if (!f)
         return -EINVAL;
+    if (f->is_task)
+        return CORIO_EINVALSTATE; /* a task's outcome is its function's, as in asyncio */
     return corio__future_complete(f, CORIO_FUTURE_FINISHED, 0, NULL, v);
 }
 
@@ -483,6 +485,8 @@ int corio_future_set_exception(corio_future_t *f, int code, const char *message)
 {
     if (!f || code >= 0)
         return -EINVAL;
+    if (f->is_task)
+        return CORIO_EINVALSTATE;
     corio_value_t none = {NULL, 0};
     return corio__future_complete(f, CORIO_FUTURE_FINISHED, code, message, none);
 }

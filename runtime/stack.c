@@ -94,8 +94,9 @@ int corio__stack_get(corio_stack_pool_t *p, size_t size, corio_stack_t *out)
 
 void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s)
 {
-    if (s->map)
-        p->exhausted = false;
+    if (!s->map)
+        return; /* never bound (its mapping failed): nothing to pool */
+    p->exhausted = false;
     if (s->size == CORIO_DEFAULT_STACK_SIZE && p->nfree < STACK_POOL_MAX) {
         if (p->nfree == p->cap) {
             size_t cap = p->cap ? p->cap * 2 : 64;

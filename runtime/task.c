@@ -111,7 +111,7 @@ static void schedule_step(corio_task_t *t);
  * memset of the whole record costs more than the stores. */
 static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, void *arg)
 {
-    t->coro.stack.map = NULL;
+    t->coro.stack = (corio_stack_t){NULL, 0, 0}; /* a recycled record keeps the old sizes */
 #ifdef CORIO_TSAN
     t->coro.tsan_fiber = NULL;
 #endif

@@ -376,6 +376,12 @@ static void huge_durations_mean_never(void) { CHECK_EQ(corio_run(huge_durations_
 
 static intptr_t echo_arg(void *arg) { return (intptr_t)arg; }
 
+static intptr_t sleeps_briefly(void *arg)
+{
+    (void)arg;
+    return corio_sleep(CORIO_NS_PER_MS);
+}
+
 static void task_outlives_its_loop(void)
 {
     corio_loop_t *loop;
@@ -407,28 +413,80 @@ static void *release_all(void *arg)
     return NULL;
 }
 
-static intptr_t remote_release_main(void *arg)
+static intptr_t spawn_remote_batch(void *arg)
 {
     (void)arg;
-    for (int round = 0; round < 3; round++) {
-        for (int i = 0; i < REMOTE_N; i++)
-            CHECK_EQ(corio_spawn(NULL, &remote_t[i], echo_arg, (void *)(intptr_t)(i + round), NULL), 0);
-        for (int i = 0; i < REMOTE_N; i++) {
-            corio_value_t v;
-            CHECK_EQ(corio_task_await(remote_t[i], &v), 0);
-            CHECK_EQ(corio_value_as_int(v), i + round);
-        }
-        pthread_t th; /* the last references go on another thread */
-        CHECK_EQ(pthread_create(&th, NULL, release_all, NULL), 0);
-        CHECK_EQ(pthread_join(th, NULL), 0);
+    for (int i = 0; i < REMOTE_N; i++)
+        CHECK_EQ(corio_spawn(NULL, &remote_t[i], echo_arg, (void *)(intptr_t)i, NULL), 0);
+    for (int i = 0; i < REMOTE_N; i++) {
+        corio_value_t v;
+        CHECK_EQ(corio_task_await(remote_t[i], &v), 0);
+        CHECK_EQ(corio_value_as_int(v), i);
     }
     return 0;
 }
 
+/* After its loop closed, a task's last reference may go on any thread:
+ * the records' memory goes with the last one. */
 static void task_released_on_another_thread(void)
 {
-    CHECK_EQ(corio_run(remote_release_main, NULL), 0);
+    for (int round = 0; round < 3; round++) {
+        CHECK_EQ(corio_run(spawn_remote_batch, NULL), 0);
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, release_all, NULL), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+    }
 }
+
+/* A lazy stack that cannot be mapped fails its task with -ENOMEM; the
+ * recycled record it had must not put a stack that does not exist into the
+ * pool (a later task would run on it). */
+static intptr_t stack_bind_fails_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t[4];
+    for (int i = 0; i < 2; i++) /* two records to recycle, one stack pooled */
+        CHECK_EQ(corio_spawn(NULL, &t[i], echo_arg, (void *)(intptr_t)i, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(corio_task_await(t[i], NULL), 0);
+        corio_task_release(t[i]);
+    }
+    CHECK_EQ(corio_spawn(NULL, &t[0], sleeps_briefly, NULL, NULL), 0);
+    CHECK_EQ(corio_spawn(NULL, &t[1], echo_arg, (void *)7, NULL), 0);
+    corio__fault_set(CORIO_FAULT_MMAP, 1); /* t[1]'s stack: t[0] took the pooled one */
+    CHECK_EQ(corio_task_await(t[1], NULL), -ENOMEM);
+    CHECK_EQ(corio_task_await(t[0], NULL), 0);
+    for (int i = 0; i < 2; i++)
+        corio_task_release(t[i]);
+    for (int i = 0; i < 4; i++) /* run on real stacks */
+        CHECK_EQ(corio_spawn(NULL, &t[i], sleeps_briefly, NULL, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(corio_task_await(t[i], NULL), 0);
+        corio_task_release(t[i]);
+    }
+    return 0;
+}
+
+static void failed_stack_bind_pools_nothing(void)
+{
+    CHECK_EQ(corio_run(stack_bind_fails_main, NULL), 0);
+}
+
+/* A task's outcome is its function's: setting it from outside is refused. */
+static intptr_t set_task_result_main(void *arg)
+{
+    (void)arg;
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, sleeps_briefly, NULL, NULL), 0);
+    corio_future_t *f = corio_task_future(t);
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(1)), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_future_set_exception(f, -EIO, NULL), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_task_await(t, NULL), 0);
+    corio_task_release(t);
+    return 0;
+}
+
+static void task_outcome_not_settable(void) { CHECK_EQ(corio_run(set_task_result_main, NULL), 0); }
 
 /* A wait whose deadline timer cannot be allocated fails with -ENOMEM
  * rather than wait without its deadline; a kernel operation is cancelled
@@ -494,5 +552,6 @@ TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleepi
           CASE(misuse_outside_coroutine), CASE(unretrieved_task_error),
           CASE(huge_durations_mean_never), CASE(task_outlives_its_loop),
           CASE(task_released_on_another_thread), CASE(deadline_timer_alloc_fails),
-          CASE(cancel_sent_when_sqe_frees_up),
+          CASE(cancel_sent_when_sqe_frees_up), CASE(failed_stack_bind_pools_nothing),
+          CASE(task_outcome_not_settable),
           CASE(stack_of_4gib_refused))

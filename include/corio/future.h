@@ -46,8 +46,9 @@ CORIO_API void corio_future_unref(corio_future_t *f);
 
 /* Completes the future. set_result copies nothing: with v.len > 0 the future
  * takes ownership of v.ptr (malloc'd). set_exception stores a code (< 0) and
- * an optional message (copied). Both return CORIO_EINVALSTATE if done; on
- * that error, ownership of v.ptr stays with the caller. */
+ * an optional message (copied). Both return CORIO_EINVALSTATE if done, or
+ * if f is a task's future (a task's outcome is what its function returns);
+ * on that error, ownership of v.ptr stays with the caller. */
 CORIO_API int corio_future_set_result(corio_future_t *f, corio_value_t v);
 CORIO_API int corio_future_set_exception(corio_future_t *f, int code, const char *message);
 

@@ -35,6 +35,9 @@ typedef struct corio_task_options {
  * without running, and later spawns map at once and return -ENOMEM. */
 CORIO_API int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *arg,
                           const corio_task_options_t *opts);
+/* Drops a reference: on the loop's thread while the loop is open, as for
+ * every loop future; once the loop is closed, on any thread (the record
+ * outlives the loop until its last reference goes). */
 CORIO_API void corio_task_release(corio_task_t *t);
 
 /* The task's future (borrowed, valid while the task is referenced). */
