@@ -207,8 +207,8 @@ struct corio_task {
  * handler, unlike corio_task_name, which may allocate. */
 const char *corio__task_name_safe(const corio_task_t *t, char buf[32]);
 
-/* Task records (task_arena.c): recycled per loop; a record may be dropped
- * on any thread and after its loop closed. */
+/* Task records (task_arena.c): recycled per loop; a record may outlive its
+ * loop and then be dropped on any thread. */
 typedef struct corio_task_arena corio_task_arena_t;
 int corio__task_arena_new(corio_loop_t *loop);
 void corio__task_arena_close(corio_loop_t *loop);

@@ -8,9 +8,11 @@
  * not pay 2 MiB of resident memory. A finished record goes back on the free
  * list and the next spawn takes it, warm in the cache.
  *
- * A task reference may outlive its loop, and may be dropped on another
- * thread: such records go on a lock-free list instead, and the chunks are
- * unmapped when the last record comes back after the loop closed. Under
+ * A task reference may outlive its loop, and once the loop is closed it may
+ * be dropped on any thread: such records go on a lock-free list instead,
+ * and the chunks are unmapped when the last record comes back. (While the
+ * loop is open, references are dropped on its thread, as for every loop
+ * future; the list would take a stray one all the same.) Under
  * AddressSanitizer records are plain malloc blocks, so that use after free
  * is still caught. */
 #include "internal.h"
