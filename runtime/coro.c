@@ -103,8 +103,10 @@ void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing)
 #ifdef CORIO_TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    (void)finishing;
-    corio__switch(&from->ctx, &to->ctx);
+    if (finishing)
+        corio__switch_final(&to->ctx);
+    else
+        corio__switch(&from->ctx, &to->ctx);
 #ifdef CORIO_ASAN
     /* Back in `from`: learn the bounds of whoever switched here, so the main
      * coroutine's stack is known without asking the thread library. */

@@ -2,10 +2,8 @@
  * Saves what AAPCS64 says a callee must preserve: x19-x29, the link
  * register, sp, d8-d15 and FPCR. */
     .text
-    .globl corio__switch
-    .hidden corio__switch
-    .type corio__switch, %function
-corio__switch:
+/* x19-x30, d8-d15 and FPCR, stored below the current stack pointer. */
+    .macro SAVE_FRAME
     sub sp, sp, #176
     stp x19, x20, [sp, #0]
     stp x21, x22, [sp, #16]
@@ -19,10 +17,20 @@ corio__switch:
     stp d14, d15, [sp, #144]
     mrs x9, fpcr
     str x9, [sp, #160]
+    .endm
+
+    .globl corio__switch
+    .hidden corio__switch
+    .type corio__switch, %function
+corio__switch:
+    SAVE_FRAME
     mov x9, sp
     str x9, [x0]
     ldr x9, [x1]
     mov sp, x9
+.Lrestore_all:
+    ldr x9, [sp, #160]
+    msr fpcr, x9
     ldp x19, x20, [sp, #0]
     ldp x21, x22, [sp, #16]
     ldp x23, x24, [sp, #32]
@@ -33,11 +41,20 @@ corio__switch:
     ldp d10, d11, [sp, #112]
     ldp d12, d13, [sp, #128]
     ldp d14, d15, [sp, #144]
-    ldr x9, [sp, #160]
-    msr fpcr, x9
     add sp, sp, #176
     ret
     .size corio__switch, .-corio__switch
+
+/* void corio__switch_final(corio_ctx_t *to)
+ * Leaves a coroutine that will never run again: nothing of it is saved. */
+    .globl corio__switch_final
+    .hidden corio__switch_final
+    .type corio__switch_final, %function
+corio__switch_final:
+    ldr x9, [x0]
+    mov sp, x9
+    b .Lrestore_all
+    .size corio__switch_final, .-corio__switch_final
 
 /* First frame of a new coroutine: x19 holds entry, x20 its argument. */
     .globl corio__trampoline

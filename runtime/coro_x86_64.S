@@ -2,11 +2,9 @@
  * Saves what the System V ABI says a callee must preserve: rbx, rbp,
  * r12-r15, the stack pointer, MXCSR and the x87 control word. */
     .text
-    .globl corio__switch
-    .hidden corio__switch
-    .type corio__switch, @function
-corio__switch:
-    .cfi_startproc
+/* The callee-saved registers and the floating-point control words, pushed
+ * on the current stack. */
+    .macro SAVE_FRAME
     pushq %rbp
     pushq %rbx
     pushq %r12
@@ -16,8 +14,17 @@ corio__switch:
     subq $8, %rsp
     stmxcsr (%rsp)
     fnstcw 4(%rsp)
+    .endm
+
+    .globl corio__switch
+    .hidden corio__switch
+    .type corio__switch, @function
+corio__switch:
+    .cfi_startproc
+    SAVE_FRAME
     movq %rsp, (%rdi)
     movq (%rsi), %rsp
+.Lrestore_all:
     ldmxcsr (%rsp)
     fldcw 4(%rsp)
     addq $8, %rsp
@@ -33,6 +40,18 @@ corio__switch:
     jmp *%rcx
     .cfi_endproc
     .size corio__switch, .-corio__switch
+
+/* void corio__switch_final(corio_ctx_t *to)
+ * Leaves a coroutine that will never run again: nothing of it is saved. */
+    .globl corio__switch_final
+    .hidden corio__switch_final
+    .type corio__switch_final, @function
+corio__switch_final:
+    .cfi_startproc
+    movq (%rdi), %rsp
+    jmp .Lrestore_all
+    .cfi_endproc
+    .size corio__switch_final, .-corio__switch_final
 
 /* First frame of a new coroutine: r12 holds entry, r13 its argument. */
     .globl corio__trampoline

@@ -45,8 +45,11 @@ typedef struct corio_stack {
  * floating-point control state on the current stack, stores the stack pointer
  * in from->sp and resumes to->sp. */
 void corio__switch(corio_ctx_t *from, corio_ctx_t *to);
+/* Resumes to from a context that will never run again (nothing is saved). */
+void corio__switch_final(corio_ctx_t *to);
 /* Prepares ctx so that the first switch to it calls entry(arg) on the stack
- * below top; entry must never return. */
+ * below top; entry must never return. It starts with the control state in
+ * force at this call. */
 void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg);
 
 /* A coroutine with sanitizer bookkeeping. */
@@ -64,6 +67,7 @@ typedef struct corio_coro {
 } corio_coro_t;
 
 void corio__coro_init_main(corio_coro_t *main_coro);
+/* The coroutine starts with the floating-point control state in force now. */
 void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg);
 /* finishing: the coroutine being left will never run again. */
 void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing);

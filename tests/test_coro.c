@@ -134,12 +134,15 @@ static void callee_saved_registers_survive_switch(void)
 static corio_ctx_t fpenv_main_ctx, fpenv_coro_ctx;
 static uint64_t fpenv_seen[2];
 
+/* x86_64: MXCSR without its sticky flags, and the x87 control word above. */
 static uint64_t fp_control_get(void)
 {
 #if defined(__x86_64__)
     uint32_t mxcsr;
+    uint16_t cw;
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    return mxcsr & ~0x3Fu;
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    return (mxcsr & ~0x3Fu) | (uint64_t)cw << 32;
 #else
     uint64_t fpcr;
     __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
@@ -151,15 +154,17 @@ static void fp_control_set(uint64_t v)
 {
 #if defined(__x86_64__)
     uint32_t mxcsr = (uint32_t)v;
+    uint16_t cw = (uint16_t)(v >> 32);
     __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+    __asm__ volatile("fldcw %0" : : "m"(cw));
 #else
     __asm__ volatile("msr fpcr, %0" : : "r"(v));
 #endif
 }
 
 #if defined(__x86_64__)
-#define FP_A 0x3F80 /* round down */
-#define FP_B 0x5F80 /* round up */
+#define FP_A (0x3F80 | (uint64_t)0x077F << 32) /* round down, in both units */
+#define FP_B (0x5F80 | (uint64_t)0x0B7F << 32) /* round up */
 #else
 #define FP_A 0x00800000
 #define FP_B 0x00400000
@@ -191,6 +196,43 @@ static void fp_control_is_per_coroutine(void)
     CHECK_EQ(fpenv_seen[1], FP_B);
     CHECK_EQ(fp_control_get(), orig);
     stack_free(&st);
+}
+
+/* A finishing coroutine leaves its own control state behind: the final
+ * switch saves nothing of it and restores the resumed coroutine's. */
+static corio_coro_t fpstart_main, fpstart_coro;
+
+static void fpstart_entry(void *arg)
+{
+    (void)arg;
+    corio__coro_started(&fpstart_coro);
+    fpenv_seen[0] = fp_control_get();
+    fp_control_set(FP_A);
+    corio__coro_switch(&fpstart_coro, &fpstart_main, false);
+    fpenv_seen[1] = fp_control_get();
+    fp_control_set(FP_B);
+    corio__coro_switch(&fpstart_coro, &fpstart_main, true);
+    abort();
+}
+
+static void fp_control_survives_a_final_switch(void)
+{
+    uint64_t orig = fp_control_get();
+    corio__coro_init_main(&fpstart_main);
+    memset(&fpstart_coro, 0, sizeof fpstart_coro);
+    stack_alloc(&fpstart_coro.stack, 64 * 1024);
+    fp_control_set(FP_B);
+    corio__coro_create(&fpstart_coro, fpstart_entry, NULL);
+    fp_control_set(orig);
+    corio__coro_switch(&fpstart_main, &fpstart_coro, false);
+    CHECK_EQ(fpenv_seen[0], FP_B);    /* the creator's, at creation */
+    CHECK_EQ(fp_control_get(), orig); /* its change to FP_A stayed in it */
+    fp_control_set(orig);
+    corio__coro_switch(&fpstart_main, &fpstart_coro, false);
+    CHECK_EQ(fpenv_seen[1], FP_A);    /* its own state came back on resume */
+    CHECK_EQ(fp_control_get(), orig); /* and the final switch restored ours */
+    corio__coro_destroy(&fpstart_coro);
+    stack_free(&fpstart_coro.stack);
 }
 
 /* ---- stack alignment --------------------------------------------------- */
@@ -349,6 +391,7 @@ static void many_coroutines_round_robin(void)
 
 TEST_MAIN(CASE(callee_saved_registers_survive_switch),
           CASE(fp_control_is_per_coroutine),
+          CASE(fp_control_survives_a_final_switch),
           CASE(new_coroutine_stack_is_aligned),
           CASE_T(ping_pong, 60),
           CASE_T(many_coroutines_round_robin, 60))
