@@ -5,6 +5,10 @@
  *                             n sleep(0) yields of one task
  *   bench_core idle [n]       resident memory per sleeping task (100,000)
  *   bench_core timers [n]     n call_later timers set and fired (1,000,000)
+ *   bench_core touch [n]      the fresh-memory floor of the cold spawn round:
+ *                             one store per cache line of n task-sized
+ *                             records, carved from new 2 MiB chunks as the
+ *                             task arena carves them (100,000)
  *   bench_core uv_timers [n]  the same with libuv's uv_timer (when built
  *                             with libuv)
  *   bench_core                all of the above */
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #ifdef HAVE_LIBUV
 #include <uv.h>
 #endif
@@ -67,6 +72,36 @@ static int bench_spawn(long n)
     if (rc != 0)
         fprintf(stderr, "spawn: %s\n", corio_strerror((int)rc));
     return rc != 0;
+}
+
+/* ---- fresh memory -------------------------------------------------------- */
+
+/* What a cold spawn round pays for its records before any task work: the
+ * kernel (and on a VM its host) backing and zeroing fresh pages. */
+static int bench_touch(long n)
+{
+    const size_t chunk = (size_t)2 << 20;
+    const size_t rec = (sizeof(corio_task_t) + 63) & ~(size_t)63;
+    char *bump = NULL, *end = NULL;
+    int64_t t0 = corio_now();
+    for (long i = 0; i < n; i++) {
+        if (!bump || (size_t)(end - bump) < rec) {
+            char *p = mmap(NULL, 2 * chunk, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                return 1;
+            bump = (char *)(((uintptr_t)p + chunk - 1) & ~(chunk - 1));
+            madvise(bump, chunk, MADV_HUGEPAGE); /* the arena's later chunks */
+            end = bump + chunk;
+        }
+        for (size_t off = 0; off < rec; off += 64)
+            *(volatile long *)(bump + off) = i;
+        bump += rec;
+    }
+    int64_t t1 = corio_now(); /* the mappings go with the process */
+    printf("fresh_record_bytes %zu B\n", rec);
+    printf("fresh_touch_per_s %.0f records/s\n", (double)n / secs(t1 - t0));
+    return 0;
 }
 
 /* ---- idle tasks ---------------------------------------------------------- */
@@ -213,6 +248,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (all || strcmp(which, "spawn") == 0)
         rc |= bench_spawn(n ? n : 100000);
+    if (all || strcmp(which, "touch") == 0)
+        rc |= bench_touch(n ? n : 100000);
     if (all || strcmp(which, "idle") == 0)
         rc |= bench_idle(n ? n : 100000);
     if (all || strcmp(which, "timers") == 0)

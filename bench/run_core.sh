@@ -8,6 +8,9 @@
 # Pairs: corio's context switch vs ucontext and boost.context; spawn+join of
 # trivial tasks vs Python asyncio (../shared/python-baselines/overhead.py);
 # 1,000,000 call_later timers vs libuv; resident memory per idle task.
+# `bench_core touch` runs after spawn, so that the spawn round never starts
+# on pages it just freed, and shows what fresh memory for the cold round's
+# task records costs on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -31,6 +34,7 @@ for i in $(seq "$rounds"); do
     [ -n "$boost" ] && "$boost" >>"$raw"
     "$b/bench_ctxswitch" ucontext >>"$raw"
     "$b/bench_core" spawn >>"$raw"
+    "$b/bench_core" touch >>"$raw"
     if [ -f "$pybase/overhead.py" ]; then
         python3 "$pybase/overhead.py" 100000 | grep '^asyncio_' | sed 's|$| 1/s|' >>"$raw"
     fi
