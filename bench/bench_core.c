@@ -80,8 +80,8 @@ static int bench_spawn(long n)
  * kernel (and on a VM its host) backing and zeroing fresh pages. */
 static int bench_touch(long n)
 {
-    const size_t chunk = (size_t)2 << 20;
-    const size_t rec = (sizeof(corio_task_t) + 63) & ~(size_t)63;
+    const size_t chunk = CORIO_TASK_CHUNK_SIZE;
+    const size_t rec = CORIO_TASK_RECORD_SIZE;
     char *bump = NULL, *end = NULL;
     int64_t t0 = corio_now();
     for (long i = 0; i < n; i++) {

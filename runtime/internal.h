@@ -214,6 +214,9 @@ const char *corio__task_name_safe(const corio_task_t *t, char buf[32]);
 /* Task records (task_arena.c): recycled per loop; a record may outlive its
  * loop and then be dropped on any thread. */
 typedef struct corio_task_arena corio_task_arena_t;
+#define CORIO_TASK_CHUNK_SIZE ((size_t)2 << 20)
+/* A record rounded up to whole cache lines. */
+#define CORIO_TASK_RECORD_SIZE ((sizeof(corio_task_t) + 63) & ~(size_t)63)
 int corio__task_arena_new(corio_loop_t *loop);
 void corio__task_arena_close(corio_loop_t *loop);
 corio_task_t *corio__task_alloc(corio_loop_t *loop);

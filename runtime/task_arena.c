@@ -22,8 +22,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define CHUNK_SIZE ((size_t)2 << 20)
-#define RECORD_SIZE ((sizeof(corio_task_t) + 63) & ~(size_t)63)
+#define CHUNK_SIZE CORIO_TASK_CHUNK_SIZE
+#define RECORD_SIZE CORIO_TASK_RECORD_SIZE
 /* Far above any count of live records: before the loop closes, frees on
  * other threads can never bring the count to zero. */
 #define LIVE_BIAS ((long)1 << 60)

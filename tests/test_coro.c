@@ -200,39 +200,38 @@ static void fp_control_is_per_coroutine(void)
 
 /* A finishing coroutine leaves its own control state behind: the final
  * switch saves nothing of it and restores the resumed coroutine's. */
-static corio_coro_t fpstart_main, fpstart_coro;
+static corio_coro_t fpfinal_main, fpfinal_coro;
 
-static void fpstart_entry(void *arg)
+static void fpfinal_entry(void *arg)
 {
     (void)arg;
-    corio__coro_started(&fpstart_coro);
+    corio__coro_started(&fpfinal_coro);
     fpenv_seen[0] = fp_control_get();
     fp_control_set(FP_A);
-    corio__coro_switch(&fpstart_coro, &fpstart_main, false);
+    corio__coro_switch(&fpfinal_coro, &fpfinal_main, false);
     fpenv_seen[1] = fp_control_get();
     fp_control_set(FP_B);
-    corio__coro_switch(&fpstart_coro, &fpstart_main, true);
+    corio__coro_switch(&fpfinal_coro, &fpfinal_main, true);
     abort();
 }
 
 static void fp_control_survives_a_final_switch(void)
 {
     uint64_t orig = fp_control_get();
-    corio__coro_init_main(&fpstart_main);
-    memset(&fpstart_coro, 0, sizeof fpstart_coro);
-    stack_alloc(&fpstart_coro.stack, 64 * 1024);
+    corio__coro_init_main(&fpfinal_main);
+    memset(&fpfinal_coro, 0, sizeof fpfinal_coro);
+    stack_alloc(&fpfinal_coro.stack, 64 * 1024);
     fp_control_set(FP_B);
-    corio__coro_create(&fpstart_coro, fpstart_entry, NULL);
+    corio__coro_create(&fpfinal_coro, fpfinal_entry, NULL);
     fp_control_set(orig);
-    corio__coro_switch(&fpstart_main, &fpstart_coro, false);
+    corio__coro_switch(&fpfinal_main, &fpfinal_coro, false);
     CHECK_EQ(fpenv_seen[0], FP_B);    /* the creator's, at creation */
     CHECK_EQ(fp_control_get(), orig); /* its change to FP_A stayed in it */
-    fp_control_set(orig);
-    corio__coro_switch(&fpstart_main, &fpstart_coro, false);
+    corio__coro_switch(&fpfinal_main, &fpfinal_coro, false);
     CHECK_EQ(fpenv_seen[1], FP_A);    /* its own state came back on resume */
     CHECK_EQ(fp_control_get(), orig); /* and the final switch restored ours */
-    corio__coro_destroy(&fpstart_coro);
-    stack_free(&fpstart_coro.stack);
+    corio__coro_destroy(&fpfinal_coro);
+    stack_free(&fpfinal_coro.stack);
 }
 
 /* ---- stack alignment --------------------------------------------------- */
