@@ -113,9 +113,24 @@ int corio_future_new_threadsafe(corio_future_t **out)
     return 0;
 }
 
+/* A loop future is referenced only on its loop's thread while the loop is
+ * open (loop.h), so there a plain load and store do; a locked add costs
+ * more than the rest of a trivial task's spawn. Thread-safe futures, and
+ * loop futures once their loop closed (f->loop is cleared then), count
+ * atomically. */
+static inline bool refs_local(const corio_future_t *f)
+{
+    return f->loop && f->loop == corio__tls_loop;
+}
+
 corio_future_t *corio_future_ref(corio_future_t *f)
 {
-    if (f)
+    if (!f)
+        return f;
+    if (refs_local(f))
+        atomic_store_explicit(&f->refs, atomic_load_explicit(&f->refs, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
         atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
     return f;
 }
@@ -155,9 +170,19 @@ void corio__future_release_storage(corio_future_t *f)
     }
 }
 
+static inline bool drop_ref(corio_future_t *f)
+{
+    if (refs_local(f)) {
+        int n = atomic_load_explicit(&f->refs, memory_order_relaxed);
+        atomic_store_explicit(&f->refs, n - 1, memory_order_relaxed);
+        return n == 1;
+    }
+    return atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1;
+}
+
 void corio_future_unref(corio_future_t *f)
 {
-    if (!f || atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+    if (!f || !drop_ref(f))
         return;
     if (f->is_task) {
         corio__task_free((corio_task_t *)f);
@@ -460,14 +485,18 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
     f->whead = f->wtail = NULL;
     if (f->threadsafe)
         pthread_cond_broadcast(&corio__future_sync(f)->cv);
-    /* Keep f alive while callbacks and wake-ups run. */
+    if (!f->threadsafe) {
+        /* Nothing runs inline here (wake-ups and callbacks are scheduled),
+         * so the caller's reference keeps f alive. */
+        wake_waiters(f, waiters);
+        schedule_loop_callbacks(f);
+        return 0;
+    }
+    /* Keep f alive while callbacks, which may drop the last reference, run. */
     corio_future_ref(f);
     unlock(f);
     wake_waiters(f, waiters);
-    if (f->threadsafe)
-        run_threadsafe_callbacks(f);
-    else
-        schedule_loop_callbacks(f);
+    run_threadsafe_callbacks(f);
     corio_future_unref(f);
     return 0;
 }

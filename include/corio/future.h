@@ -10,8 +10,11 @@
  * States: pending, then exactly one of finished (result or error) and
  * cancelled. Setting an outcome twice returns CORIO_EINVALSTATE.
  *
- * Futures are reference counted; the creator holds one reference. A future
- * that failed and whose error nobody retrieved is reported when freed. */
+ * Futures are reference counted; the creator holds one reference. A loop
+ * future's references are taken and dropped on its loop's thread while the
+ * loop is open (they are counted without atomics there), on any thread once
+ * it closed. A future that failed and whose error nobody retrieved is
+ * reported when freed. */
 #ifndef CORIO_FUTURE_H
 #define CORIO_FUTURE_H
 
