@@ -18,19 +18,35 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 
 void corio__trampoline(void);
 
-void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg)
+/* The frame's control-word slot: the state in force now, or the marker
+ * that makes the first switch keep whatever is in force then (see
+ * coro_*.S; no valid MXCSR or FPCR has every bit set). */
+static uint64_t control_words(bool inherit)
+{
+    if (inherit)
+        return UINT64_MAX;
+#if defined(__x86_64__)
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    return mxcsr | (uint64_t)fpucw << 32;
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    return fpcr;
+#endif
+}
+
+static void ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg,
+                     bool inherit)
 {
     uintptr_t sp = ((uintptr_t)top & ~(uintptr_t)15);
 #if defined(__x86_64__)
     /* Mirrors corio__switch's frame: control words, r15..r12, rbx, rbp, ret. */
     sp -= 80;
     uint64_t *f = (uint64_t *)sp;
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    uint32_t csr[2] = {mxcsr, fpucw};
-    memcpy(&f[0], csr, sizeof csr);
+    f[0] = control_words(inherit); /* MXCSR in the low half, the x87 word above */
     f[1] = 0;                       /* r15 */
     f[2] = 0;                       /* r14 */
     f[3] = (uint64_t)(uintptr_t)arg;   /* r13 */
@@ -45,13 +61,21 @@ void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *a
     f[0] = (uint64_t)(uintptr_t)entry; /* x19 */
     f[1] = (uint64_t)(uintptr_t)arg;   /* x20 */
     f[11] = (uint64_t)(uintptr_t)corio__trampoline; /* x30 */
-    uint64_t fpcr;
-    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
-    f[20] = fpcr;
+    f[20] = control_words(inherit);
 #else
 #error "corio: no context switch for this target"
 #endif
     ctx->sp = (void *)sp;
+}
+
+void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg)
+{
+    ctx_init(ctx, top, entry, arg, false);
+}
+
+void corio__ctx_init_inherit(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg)
+{
+    ctx_init(ctx, top, entry, arg, true);
 }
 
 void corio__coro_init_main(corio_coro_t *m)
@@ -62,10 +86,10 @@ void corio__coro_init_main(corio_coro_t *m)
 #endif
 }
 
-void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg)
+static void coro_create(corio_coro_t *c, void (*entry)(void *), void *arg, bool inherit)
 {
     char *top = (char *)c->stack.map + c->stack.map_size;
-    corio__ctx_init(&c->ctx, top, entry, arg);
+    ctx_init(&c->ctx, top, entry, arg, inherit);
 #ifdef CORIO_ASAN
     c->asan_bottom = (char *)c->stack.map + (c->stack.map_size - c->stack.size);
     c->asan_size = c->stack.size;
@@ -74,6 +98,16 @@ void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg)
 #ifdef CORIO_TSAN
     c->tsan_fiber = __tsan_create_fiber(0);
 #endif
+}
+
+void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg)
+{
+    coro_create(c, entry, arg, false);
+}
+
+void corio__coro_create_inherit(corio_coro_t *c, void (*entry)(void *), void *arg)
+{
+    coro_create(c, entry, arg, true);
 }
 
 void corio__coro_destroy(corio_coro_t *c)

@@ -29,8 +29,12 @@ corio__switch:
     ldr x9, [x1]
     mov sp, x9
 .Lrestore_all:
+    /* A new coroutine made to inherit (all ones) keeps the FPCR in force. */
     ldr x9, [sp, #160]
+    cmn x9, #1
+    b.eq 1f
     msr fpcr, x9
+1:
     ldp x19, x20, [sp, #0]
     ldp x21, x22, [sp, #16]
     ldp x23, x24, [sp, #32]

@@ -25,8 +25,13 @@ corio__switch:
     movq %rsp, (%rdi)
     movq (%rsi), %rsp
 .Lrestore_all:
+    /* A new coroutine made to inherit (CORIO_CW_INHERIT) keeps the control
+     * words in force: no read at creation, no load here. */
+    cmpl $-1, (%rsp)
+    je 1f
     ldmxcsr (%rsp)
     fldcw 4(%rsp)
+1:
     addq $8, %rsp
     popq %r15
     popq %r14

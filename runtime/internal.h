@@ -51,6 +51,9 @@ void corio__switch_final(corio_ctx_t *to);
  * below top; entry must never return. It starts with the control state in
  * force at this call. */
 void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg);
+/* The same, but the coroutine starts with the control state in force at the
+ * first switch to it: no read now, no load then. */
+void corio__ctx_init_inherit(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg);
 
 /* A coroutine with sanitizer bookkeeping. */
 typedef struct corio_coro {
@@ -69,6 +72,8 @@ typedef struct corio_coro {
 void corio__coro_init_main(corio_coro_t *main_coro);
 /* The coroutine starts with the floating-point control state in force now. */
 void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg);
+/* It starts with the control state of whoever first switches to it. */
+void corio__coro_create_inherit(corio_coro_t *c, void (*entry)(void *), void *arg);
 /* finishing: the coroutine being left will never run again. */
 void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing);
 void corio__coro_destroy(corio_coro_t *c);

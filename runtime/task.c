@@ -77,7 +77,9 @@ static bool task_bind_stack(corio_task_t *t)
         task_retire(t);
         return false;
     }
-    corio__coro_create(&t->coro, task_entry, t);
+    /* Created here, on the loop's stack, just before the loop's switch to
+     * it: inheriting is starting with the state in force now, for less. */
+    corio__coro_create_inherit(&t->coro, task_entry, t);
     return true;
 }
 

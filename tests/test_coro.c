@@ -234,6 +234,43 @@ static void fp_control_survives_a_final_switch(void)
     stack_free(&fpfinal_coro.stack);
 }
 
+/* A coroutine made to inherit starts with the state in force at the first
+ * switch to it, not at its creation; once it saved its own, that comes
+ * back on resume, and the switcher's state is restored on leaving. */
+static corio_coro_t fpinh_main, fpinh_coro;
+
+static void fpinh_entry(void *arg)
+{
+    (void)arg;
+    corio__coro_started(&fpinh_coro);
+    fpenv_seen[0] = fp_control_get();
+    fp_control_set(FP_B);
+    corio__coro_switch(&fpinh_coro, &fpinh_main, false);
+    fpenv_seen[1] = fp_control_get();
+    corio__coro_switch(&fpinh_coro, &fpinh_main, true);
+    abort();
+}
+
+static void fp_control_inherited_at_first_switch(void)
+{
+    uint64_t orig = fp_control_get();
+    corio__coro_init_main(&fpinh_main);
+    memset(&fpinh_coro, 0, sizeof fpinh_coro);
+    stack_alloc(&fpinh_coro.stack, 64 * 1024);
+    fp_control_set(FP_B);
+    corio__coro_create_inherit(&fpinh_coro, fpinh_entry, NULL);
+    fp_control_set(FP_A);
+    corio__coro_switch(&fpinh_main, &fpinh_coro, false);
+    CHECK_EQ(fpenv_seen[0], FP_A);    /* the first switcher's, not the creator's */
+    CHECK_EQ(fp_control_get(), FP_A); /* its change to FP_B stayed in it */
+    fp_control_set(orig);
+    corio__coro_switch(&fpinh_main, &fpinh_coro, false);
+    CHECK_EQ(fpenv_seen[1], FP_B); /* its own state came back on resume */
+    CHECK_EQ(fp_control_get(), orig);
+    corio__coro_destroy(&fpinh_coro);
+    stack_free(&fpinh_coro.stack);
+}
+
 /* ---- stack alignment --------------------------------------------------- */
 
 static corio_coro_t align_main, align_coro;
@@ -391,6 +428,7 @@ static void many_coroutines_round_robin(void)
 TEST_MAIN(CASE(callee_saved_registers_survive_switch),
           CASE(fp_control_is_per_coroutine),
           CASE(fp_control_survives_a_final_switch),
+          CASE(fp_control_inherited_at_first_switch),
           CASE(new_coroutine_stack_is_aligned),
           CASE_T(ping_pong, 60),
           CASE_T(many_coroutines_round_robin, 60))
