@@ -454,7 +454,7 @@ static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
     while (w) {
         corio_waiter_t *next = w->next; /* w may be gone once woken */
         if (f->threadsafe)
-            corio__wake_threadsafe(w->task->loop, w, code);
+            corio__wake_threadsafe(w->task->fut.loop, w, code);
         else
             corio__wake(w, code);
         w = next;
@@ -692,7 +692,7 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         return block_thread(f, timeout_ns, out);
     if ((corio_task_t *)f == task)
         return -EDEADLK; /* a task awaiting itself */
-    if (f->loop && f->loop != task->loop)
+    if (f->loop && f->loop != task->fut.loop)
         return -EINVAL; /* another thread's loop future */
     /* Already done: the outcome, whatever the per-call timeout, unless the
      * task is cancelled or its timeout scope expired (level-triggered). */

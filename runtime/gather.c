@@ -100,7 +100,7 @@ int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio
         if (corio_future_loop(futures[i])) {
             rc = corio_future_add_done_callback(futures[i], gather_cb, &g);
         } else {
-            hops[k] = (gather_hop_t){.g = &g, .f = futures[i], .loop = t->loop};
+            hops[k] = (gather_hop_t){.g = &g, .f = futures[i], .loop = t->fut.loop};
             rc = corio_future_add_done_callback(futures[i], gather_hop_cb, &hops[k++]);
         }
         if (rc < 0) {

@@ -90,7 +90,7 @@ int corio_task_group_spawn(corio_task_group_t *g, corio_task_t **out, corio_task
         g->cap = cap;
     }
     corio_task_t *t;
-    int rc = corio_spawn(g->parent->loop, &t, fn, arg, opts);
+    int rc = corio_spawn(g->parent->fut.loop, &t, fn, arg, opts);
     if (rc < 0)
         return rc;
     rc = corio_future_add_done_callback(corio_task_future(t), child_done, g);

@@ -191,8 +191,7 @@ void corio__future_drop_scheduled(corio_handle_t *h);
 
 struct corio_task {
     corio_future_t fut; /* first: a task is a future */
-    corio_coro_t coro;
-    corio_loop_t *loop;
+    corio_coro_t coro; /* its loop is fut.loop */
     corio_task_fn fn;
     void *arg;
     corio_handle_t step;     /* resumes the task */

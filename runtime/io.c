@@ -58,7 +58,7 @@ int corio__io_await(corio_loop_t *loop, struct io_uring_sqe *sqe, int64_t deadli
                     uint32_t *cqe_flags)
 {
     corio_task_t *t = corio_current_task();
-    if (!t || t->loop != loop) {
+    if (!t || t->fut.loop != loop) {
         make_nop(sqe);
         return -EDEADLK;
     }

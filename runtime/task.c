@@ -19,7 +19,7 @@ corio_task_t *corio_current_task(void)
 
 static void task_unlink(corio_task_t *t)
 {
-    corio_loop_t *loop = t->loop;
+    corio_loop_t *loop = t->fut.loop;
     if (t->tprev)
         t->tprev->tnext = t->tnext;
     else
@@ -50,14 +50,14 @@ static void task_entry(void *arg)
     intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
     task_finish(t, r);
     t->finished = true;
-    corio__coro_switch(&t->coro, &t->loop->main_coro, true);
+    corio__coro_switch(&t->coro, &t->fut.loop->main_coro, true);
     __builtin_unreachable();
 }
 
 /* Runs on the loop's own stack once the task's coroutine is left for good. */
 static void task_retire(corio_task_t *t)
 {
-    corio_loop_t *loop = t->loop;
+    corio_loop_t *loop = t->fut.loop;
     task_unlink(t);
     corio__coro_destroy(&t->coro);
     corio__stack_put(&loop->stacks, &t->coro.stack);
@@ -70,7 +70,7 @@ static void task_retire(corio_task_t *t)
  * task ends failed with -ENOMEM without running. */
 static bool task_bind_stack(corio_task_t *t)
 {
-    int rc = corio__stack_get(&t->loop->stacks, 0, &t->coro.stack);
+    int rc = corio__stack_get(&t->fut.loop->stacks, 0, &t->coro.stack);
     if (rc < 0) {
         task_finish(t, rc);
         t->finished = true;
@@ -86,7 +86,7 @@ static bool task_bind_stack(corio_task_t *t)
 static void task_step(void *arg)
 {
     corio_task_t *t = arg;
-    corio_loop_t *loop = t->loop;
+    corio_loop_t *loop = t->fut.loop;
     if (corio_unlikely(!t->coro.stack.map) && !task_bind_stack(t))
         return;
     loop->current = t;
@@ -117,7 +117,7 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
 #ifdef CORIO_TSAN
     t->coro.tsan_fiber = NULL;
 #endif
-    t->loop = loop;
+    t->fut.loop = loop;
     t->fn = fn;
     t->arg = arg;
     t->step.state = CORIO_H_IDLE;
@@ -139,7 +139,7 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
  * spawn, so that spawning itself reports -ENOMEM. */
 static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
 {
-    int rc = corio__stack_get(&t->loop->stacks, stack_size, &t->coro.stack);
+    int rc = corio__stack_get(&t->fut.loop->stacks, stack_size, &t->coro.stack);
     if (rc < 0)
         return rc;
     corio__coro_create(&t->coro, task_entry, t);
@@ -149,7 +149,7 @@ static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
 static int task_set_name(corio_task_t *t, const char *name)
 {
     if (!name) {
-        t->id = ++t->loop->task_counter; /* "task-N" is formatted when asked for */
+        t->id = ++t->fut.loop->task_counter; /* "task-N" is formatted when asked for */
         return 0;
     }
     t->name = strdup(name);
@@ -158,7 +158,7 @@ static int task_set_name(corio_task_t *t, const char *name)
 
 static void task_link(corio_task_t *t)
 {
-    corio_loop_t *loop = t->loop;
+    corio_loop_t *loop = t->fut.loop;
     t->tnext = loop->tasks;
     if (loop->tasks)
         loop->tasks->tprev = t;
@@ -277,9 +277,9 @@ static void schedule_step(corio_task_t *t)
         return;
     h->fn = task_step;
     h->arg = t;
-    h->loop = t->loop;
+    h->loop = t->fut.loop;
     h->owned = 0;
-    corio__ready_push(t->loop, h);
+    corio__ready_push(t->fut.loop, h);
 }
 
 /* Direct switches. A task that suspends while the head of the ready FIFO
@@ -291,7 +291,7 @@ static void schedule_step(corio_task_t *t)
 
 static void suspend(corio_task_t *t)
 {
-    corio_loop_t *loop = t->loop;
+    corio_loop_t *loop = t->fut.loop;
     corio_handle_t *h = loop->ready.next;
     if (h != &loop->ready && h->fn == task_step) {
         corio_task_t *n = h->arg;
@@ -384,7 +384,7 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
     t->deadline = &timer;
     int rc = 0, reason = 0;
     if (eff != CORIO_NEVER) {
-        rc = corio_loop_call_at(t->loop, &timer, eff, on_deadline, t);
+        rc = corio_loop_call_at(t->fut.loop, &timer, eff, on_deadline, t);
         if (rc < 0) {
             /* No deadline timer (out of memory): the wait fails rather
              * than risk waiting forever. */
@@ -431,7 +431,7 @@ void corio__task_deadline_changed(corio_task_t *t)
     if (corio_handle_pending(timer))
         corio_handle_cancel(timer);
     int64_t eff = effective_deadline(t, t->wait_deadline);
-    if (eff != CORIO_NEVER && corio_loop_call_at(t->loop, timer, eff, on_deadline, t) < 0)
+    if (eff != CORIO_NEVER && corio_loop_call_at(t->fut.loop, timer, eff, on_deadline, t) < 0)
         interrupt(t, -ENOMEM); /* no timer: end the wait rather than lose its deadline */
 }
 

@@ -70,7 +70,7 @@ static inline void deadline_last(corio_task_t *t)
     corio_callback_fn fn = h->fn;
     void *arg = h->arg;
     CHECK_EQ(corio_handle_cancel(h), 0);
-    CHECK_EQ(corio_loop_call_at(t->loop, h, when, fn, arg), 0);
+    CHECK_EQ(corio_loop_call_at(t->fut.loop, h, when, fn, arg), 0);
 }
 
 static inline void at(int64_t when, corio_callback_fn fn, void *arg)
