@@ -207,8 +207,9 @@ struct corio_task {
     struct corio_timeout *scope_top; /* innermost timeout scope (timeout.c) */
     int64_t wait_deadline;   /* the per-call deadline of the current wait */
     corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
-    uint64_t id;             /* for the default name "task-<id>" */
-    char *name;              /* given or formatted on demand; NULL before */
+    /* The name (malloc'd: given, or formatted on demand) or, with the low
+     * bit set, the id of the default name "task-<id>" above that bit. */
+    uintptr_t label;
 };
 
 /* The task's name, or its default name formatted into buf: safe in a signal

@@ -100,10 +100,15 @@ static void task_step(void *arg)
         task_retire(t);
 }
 
+static char *task_name_storage(const corio_task_t *t)
+{
+    return t->label & 1 ? NULL : (char *)t->label;
+}
+
 void corio__task_free(corio_task_t *t)
 {
     corio__future_release_storage(&t->fut);
-    free(t->name);
+    free(task_name_storage(t));
     corio__task_dealloc(t);
 }
 
@@ -131,8 +136,7 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
     t->scope_top = NULL;
     t->wait_deadline = CORIO_NEVER;
     t->tprev = NULL;
-    t->id = 0;
-    t->name = NULL;
+    t->label = 0;
 }
 
 /* Other sizes, and every size once mapping has failed, get their stack at
@@ -149,11 +153,13 @@ static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
 static int task_set_name(corio_task_t *t, const char *name)
 {
     if (!name) {
-        t->id = ++t->fut.loop->task_counter; /* "task-N" is formatted when asked for */
+        /* "task-N" is formatted when asked for */
+        t->label = (uintptr_t)++t->fut.loop->task_counter << 1 | 1;
         return 0;
     }
-    t->name = strdup(name);
-    return t->name ? 0 : -ENOMEM;
+    char *copy = strdup(name);
+    t->label = (uintptr_t)copy;
+    return copy ? 0 : -ENOMEM;
 }
 
 static void task_link(corio_task_t *t)
@@ -222,11 +228,12 @@ corio_task_t *corio_future_task(corio_future_t *f)
 
 const char *corio__task_name_safe(const corio_task_t *t, char buf[32])
 {
-    if (t->name)
-        return t->name;
+    const char *name = task_name_storage(t);
+    if (name)
+        return name;
     char digits[24];
     int n = 0;
-    for (uint64_t id = t->id; id; id /= 10)
+    for (uint64_t id = t->label >> 1; id; id /= 10)
         digits[n++] = (char)('0' + id % 10);
     char *p = buf;
     memcpy(p, "task-", 5);
@@ -241,14 +248,14 @@ const char *corio_task_name(const corio_task_t *t)
 {
     if (!t)
         return NULL;
-    if (!t->name) {
+    if (!task_name_storage(t)) {
         char buf[32];
-        corio__task_name_safe(t, buf);
-        ((corio_task_t *)t)->name = strdup(buf);
-        if (!t->name)
+        char *copy = strdup(corio__task_name_safe(t, buf));
+        if (!copy)
             return "task"; /* out of memory: a name that needs no storage */
+        ((corio_task_t *)t)->label = (uintptr_t)copy;
     }
-    return t->name;
+    return task_name_storage(t);
 }
 
 bool corio_task_done(const corio_task_t *t) { return t && corio_future_done(&t->fut); }
