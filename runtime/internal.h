@@ -114,6 +114,12 @@ struct corio_waiter {
     bool (*detach)(corio_waiter_t *w);
     void *data;
     corio_waiter_t *prev, *next;
+    /* Set by corio__suspend (task.c), in the wait's frame rather than the
+     * task record: why the wait was interrupted, the per-call deadline and
+     * the timer that fires at the earlier of it and the scope's. */
+    int interrupt;
+    int64_t deadline;
+    corio_handle_t *timer; /* NULL in a plain yield */
     corio_handle_t ts_handle; /* wake from another thread */
 };
 
@@ -195,17 +201,13 @@ struct corio_task {
     corio_task_fn fn;
     void *arg;
     corio_handle_t step;     /* resumes the task */
-    corio_handle_t *deadline; /* interrupts the current wait; lives in its frame */
     corio_waiter_t *waiter;  /* the wait the task is suspended in */
-    int interrupt;           /* why the wait was interrupted */
     int cancel_requests;
-    int shielded; /* shielded waits: scope_deadline parked at CORIO_NEVER */
+    bool shielded; /* in a shielded wait: scope_deadline parked at CORIO_NEVER */
     bool scope_expired;      /* a wait ended by the scope deadline */
-    bool in_wait;            /* suspended in corio__suspend */
-    bool started, finished;
+    bool started;            /* finished is fut's done state: nothing else sets it */
     int64_t scope_deadline;  /* the innermost timeout scope's deadline */
     struct corio_timeout *scope_top; /* innermost timeout scope (timeout.c) */
-    int64_t wait_deadline;   /* the per-call deadline of the current wait */
     corio_task_t *tprev, *tnext; /* the loop's unfinished tasks */
     /* The name (malloc'd: given, or formatted on demand) or, with the low
      * bit set, the id of the default name "task-<id>" above that bit. */

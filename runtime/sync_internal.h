@@ -128,6 +128,7 @@ static inline void corio__waitq_wake_all(corio_waitq_t *q, int result)
 typedef struct corio__shield {
     corio_task_t *task;
     int cancels;
+    bool outer_shielded; /* sections nest like the frames that hold them */
     int64_t scope_deadline;
 } corio__shield_t;
 

@@ -30,6 +30,13 @@ static void task_unlink(corio_task_t *t)
     loop->stats.tasks_live--;
 }
 
+/* A task's future is completed by task_finish alone (set_result and
+ * set_exception refuse it; a cancel is a request to the task). */
+static inline bool task_finished(const corio_task_t *t)
+{
+    return atomic_load_explicit(&t->fut.state, memory_order_acquire) >= CORIO_FUTURE_FINISHED;
+}
+
 static void task_finish(corio_task_t *t, intptr_t r)
 {
     corio_value_t none = {NULL, 0};
@@ -49,7 +56,6 @@ static void task_entry(void *arg)
     /* Cancelled before its first step: like asyncio, the body never runs. */
     intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
     task_finish(t, r);
-    t->finished = true;
     corio__coro_switch(&t->coro, &t->fut.loop->main_coro, true);
     __builtin_unreachable();
 }
@@ -73,7 +79,6 @@ static bool task_bind_stack(corio_task_t *t)
     int rc = corio__stack_get(&t->fut.loop->stacks, 0, &t->coro.stack);
     if (rc < 0) {
         task_finish(t, rc);
-        t->finished = true;
         task_retire(t);
         return false;
     }
@@ -96,7 +101,7 @@ static void task_step(void *arg)
      * current. */
     t = loop->current;
     loop->current = NULL;
-    if (t && t->finished)
+    if (t && task_finished(t))
         task_retire(t);
 }
 
@@ -126,15 +131,12 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
     t->fn = fn;
     t->arg = arg;
     t->step.state = CORIO_H_IDLE;
-    t->deadline = NULL;
     t->waiter = NULL;
-    t->interrupt = 0;
     t->cancel_requests = 0;
-    t->shielded = 0;
-    t->scope_expired = t->in_wait = t->started = t->finished = false;
+    t->shielded = false;
+    t->scope_expired = t->started = false;
     t->scope_deadline = CORIO_NEVER;
     t->scope_top = NULL;
-    t->wait_deadline = CORIO_NEVER;
     t->tprev = NULL;
     t->label = 0;
 }
@@ -320,9 +322,9 @@ static void suspend(corio_task_t *t)
 static void interrupt(corio_task_t *t, int reason)
 {
     corio_waiter_t *w = t->waiter;
-    if (!w || w->woken || t->interrupt)
+    if (!w || w->woken || w->interrupt)
         return;
-    t->interrupt = reason;
+    w->interrupt = reason;
     schedule_step(t);
 }
 
@@ -382,13 +384,12 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
     corio_task_t *t = w->task;
     int64_t eff = effective_deadline(t, deadline);
     w->woken = false;
-    t->waiter = w;
-    t->interrupt = 0;
-    t->scope_expired = false;
-    t->wait_deadline = deadline;
-    t->in_wait = true;
+    w->interrupt = 0;
+    w->deadline = deadline;
     corio_handle_t timer = {0};
-    t->deadline = &timer;
+    w->timer = &timer;
+    t->waiter = w;
+    t->scope_expired = false;
     int rc = 0, reason = 0;
     if (eff != CORIO_NEVER) {
         rc = corio_loop_call_at(t->fut.loop, &timer, eff, on_deadline, t);
@@ -396,7 +397,7 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
             /* No deadline timer (out of memory): the wait fails rather
              * than risk waiting forever. */
             reason = rc;
-            t->interrupt = rc;
+            w->interrupt = rc;
             if (!w->detach || w->detach(w))
                 goto done;
         }
@@ -405,9 +406,9 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
         suspend(t);
         if (w->woken)
             break;
-        if (!t->interrupt)
+        if (!w->interrupt)
             continue; /* a stray step: keep waiting */
-        reason = t->interrupt;
+        reason = w->interrupt;
         if (!w->detach || w->detach(w)) {
             rc = reason;
             break;
@@ -418,12 +419,9 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline)
 done:
     if (corio_handle_pending(&timer))
         corio_handle_cancel(&timer);
-    t->deadline = NULL;
     if (reason == -ETIMEDOUT)
         t->scope_expired = t->scope_deadline <= deadline;
-    t->in_wait = false;
     t->waiter = NULL;
-    t->interrupt = 0;
     if (!w->woken)
         return rc;
     /* An operation cancelled because of the interrupt reports the reason. */
@@ -432,12 +430,13 @@ done:
 
 void corio__task_deadline_changed(corio_task_t *t)
 {
-    if (!t->in_wait || !t->waiter || t->waiter->woken || t->interrupt)
+    corio_waiter_t *w = t->waiter;
+    if (!w || !w->timer || w->woken || w->interrupt)
         return;
-    corio_handle_t *timer = t->deadline;
+    corio_handle_t *timer = w->timer;
     if (corio_handle_pending(timer))
         corio_handle_cancel(timer);
-    int64_t eff = effective_deadline(t, t->wait_deadline);
+    int64_t eff = effective_deadline(t, w->deadline);
     if (eff != CORIO_NEVER && corio_loop_call_at(t->fut.loop, timer, eff, on_deadline, t) < 0)
         interrupt(t, -ENOMEM); /* no timer: end the wait rather than lose its deadline */
 }
@@ -456,7 +455,7 @@ int corio_task_cancel(corio_task_t *t)
 {
     if (!t)
         return -EINVAL;
-    if (t->finished || corio_future_done(&t->fut))
+    if (task_finished(t))
         return -EALREADY;
     t->cancel_requests++;
     interrupt(t, -ECANCELED);
@@ -483,14 +482,12 @@ static int yield_now(corio_task_t *t)
     int rc = corio__interrupt_pending(CORIO_NEVER);
     if (rc)
         return rc;
-    corio_waiter_t w = {.task = t};
+    corio_waiter_t w = {.task = t}; /* no timer: a deadline change passes it by */
     t->waiter = &w;
-    t->interrupt = 0;
     schedule_step(t);
     suspend(t);
-    rc = t->interrupt;
+    rc = w.interrupt;
     t->waiter = NULL;
-    t->interrupt = 0;
     return rc;
 }
 

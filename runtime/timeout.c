@@ -106,7 +106,8 @@ void corio__shield_enter(corio__shield_t *s, corio_task_t *t)
     s->scope_deadline = t->scope_deadline;
     t->cancel_requests = 0;
     t->scope_deadline = CORIO_NEVER;
-    t->shielded++;
+    s->outer_shielded = t->shielded;
+    t->shielded = true;
 }
 
 int corio__shield_absorb(corio__shield_t *s)
@@ -122,7 +123,8 @@ void corio__shield_exit(corio__shield_t *s)
     corio_task_t *t = s->task;
     corio__shield_absorb(s);
     t->cancel_requests = s->cancels;
-    if (--t->shielded == 0)
+    t->shielded = s->outer_shielded;
+    if (!t->shielded)
         t->scope_deadline = corio__scope_deadline(t, s->scope_deadline);
     else
         t->scope_deadline = s->scope_deadline;

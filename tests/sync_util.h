@@ -55,8 +55,8 @@ static inline intptr_t join(corio_task_t *t)
 /* The absolute time of t's armed deadline (t suspended with one). */
 static inline int64_t deadline_of(corio_task_t *t)
 {
-    CHECK(t->deadline && corio_handle_pending(t->deadline));
-    return t->deadline->when;
+    CHECK(t->waiter && t->waiter->timer && corio_handle_pending(t->waiter->timer));
+    return t->waiter->timer->when;
 }
 
 /* Re-inserts t's armed deadline at the same time, so it fires after every
@@ -64,8 +64,8 @@ static inline int64_t deadline_of(corio_task_t *t)
  * timeout", within one loop turn. */
 static inline void deadline_last(corio_task_t *t)
 {
-    corio_handle_t *h = t->deadline;
-    CHECK(h);
+    CHECK(t->waiter && t->waiter->timer);
+    corio_handle_t *h = t->waiter->timer;
     int64_t when = h->when;
     corio_callback_fn fn = h->fn;
     void *arg = h->arg;
