@@ -63,7 +63,6 @@ void corio__future_init(corio_future_t *f, corio_loop_t *loop)
     f->retrieved = false;
     f->is_task = false;
     f->error = 0;
-    f->message = NULL;
     f->value = (corio_value_t){NULL, 0};
     f->loop = loop;
     f->threadsafe = false;
@@ -135,6 +134,12 @@ corio_future_t *corio_future_ref(corio_future_t *f)
     return f;
 }
 
+/* A failed future keeps its message where a result would be. */
+static const char *error_message(const corio_future_t *f)
+{
+    return f->error ? f->value.ptr : NULL;
+}
+
 static void report_unretrieved(corio_future_t *f)
 {
     if (load_state(f) != CORIO_FUTURE_FINISHED || !f->error || f->retrieved)
@@ -143,7 +148,7 @@ static void report_unretrieved(corio_future_t *f)
         .message = f->is_task ? "task exception was never retrieved"
                               : "future exception was never retrieved",
         .code = f->error,
-        .detail = f->message,
+        .detail = error_message(f),
         .task_name = f->is_task ? corio_task_name((corio_task_t *)f) : NULL,
     };
     corio_loop_report(f->loop, &ctx);
@@ -158,10 +163,8 @@ void corio__future_release_storage(corio_future_t *f)
     loop_unlink(f);
     if (f->ncb)
         free_unrun_callbacks(f);
-    if (f->value.len)
-        free(f->value.ptr);
-    if (f->message)
-        free(f->message);
+    if (f->value.len || f->error)
+        free(f->value.ptr); /* bytes, or the error's message */
     if (f->cbs)
         free(f->cbs);
     if (f->threadsafe) {
@@ -476,8 +479,7 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
         return CORIO_EINVALSTATE;
     }
     f->error = error;
-    f->message = copy;
-    f->value = v;
+    f->value = error ? (corio_value_t){copy, 0} : v;
     atomic_store_explicit(&f->state, state, memory_order_release);
     corio_waiter_t *waiters = f->whead;
     for (corio_waiter_t *w = waiters; w; w = w->next)
@@ -622,7 +624,7 @@ int corio_future_exception(corio_future_t *f, const char **message)
         return -ECANCELED;
     f->retrieved = true;
     if (message)
-        *message = f->message;
+        *message = error_message(f);
     return f->error;
 }
 

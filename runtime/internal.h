@@ -157,8 +157,7 @@ struct corio_future {
     bool threadsafe; /* a corio_ts_future_t: locked, callbacks in the completing thread */
     int error;
     uint32_t ncb;        /* callbacks: cb0, then cbs[0..ncb-2] */
-    char *message;
-    corio_value_t value;
+    corio_value_t value; /* the result; with error set, {message or NULL, 0} */
     corio_loop_t *loop; /* NULL for thread-safe futures */
     corio_done_cb_t cb0; /* inline slot: one callback costs no allocation */
     corio_done_cb_t *cbs; /* capacity: the power of two (at least 4) above its count */
