@@ -441,6 +441,7 @@ typedef struct future_waiter {
     corio_waiter_t w;
     corio_future_t *f;
     bool linked;
+    corio_handle_t ts_handle; /* a thread-safe future's wake-up; set when used */
 } future_waiter_t;
 
 static int outcome_code(const corio_future_t *f)
@@ -457,7 +458,8 @@ static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
     while (w) {
         corio_waiter_t *next = w->next; /* w may be gone once woken */
         if (f->threadsafe)
-            corio__wake_threadsafe(w->task->fut.loop, w, code);
+            corio__wake_threadsafe(w->task->fut.loop, w,
+                                   &corio_container_of(w, future_waiter_t, w)->ts_handle, code);
         else
             corio__wake(w, code);
         w = next;
@@ -709,7 +711,12 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
     int rc = corio__interrupt_pending(deadline);
     if (rc)
         return rc;
-    future_waiter_t fw = {.w = {.task = task, .detach = future_detach}, .f = f};
+    /* Field by field: an initializer would also zero ts_handle, which is
+     * written when used, and this is every await's path. */
+    future_waiter_t fw;
+    fw.w = (corio_waiter_t){.task = task, .detach = future_detach};
+    fw.f = f;
+    fw.linked = false;
     lock(f);
     if (load_state(f) >= CORIO_FUTURE_FINISHED) {
         unlock(f);

@@ -120,7 +120,6 @@ struct corio_waiter {
     int interrupt;
     int64_t deadline;
     corio_handle_t *timer; /* NULL in a plain yield */
-    corio_handle_t ts_handle; /* wake from another thread */
 };
 
 /* Suspends the current task until corio__wake(w), cancellation, or the
@@ -129,8 +128,9 @@ struct corio_waiter {
 int corio__wait(corio_waiter_t *w, int64_t deadline);
 /* Wakes a waiter (loop thread): its task resumes on a later turn. */
 void corio__wake(corio_waiter_t *w, int result);
-/* Wakes from another thread, through the waiter's own thread-safe handle. */
-void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, int result);
+/* Wakes from another thread, through h, a handle that lives as long as w
+ * (the waits on thread-safe futures carry one). */
+void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, corio_handle_t *h, int result);
 /* Non-zero (-ECANCELED/-ETIMEDOUT) when an await would end at once. */
 int corio__interrupt_pending(int64_t deadline);
 /* Re-arms the deadline of t's current wait after t->scope_deadline changed

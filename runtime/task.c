@@ -349,12 +349,13 @@ static void wake_from_thread(void *arg)
 
 void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
 
-void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, int result)
+void corio__wake_threadsafe(corio_loop_t *loop, corio_waiter_t *w, corio_handle_t *h, int result)
 {
     w->result = result;
-    w->ts_handle.fn = wake_from_thread;
-    w->ts_handle.arg = w;
-    corio__call_soon_threadsafe_handle(loop, &w->ts_handle);
+    h->fn = wake_from_thread;
+    h->arg = w;
+    h->owned = 0;
+    corio__call_soon_threadsafe_handle(loop, h);
 }
 
 static int64_t effective_deadline(const corio_task_t *t, int64_t deadline)
