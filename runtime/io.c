@@ -67,9 +67,14 @@ int corio__io_await(corio_loop_t *loop, struct io_uring_sqe *sqe, int64_t deadli
         make_nop(sqe);
         return rc;
     }
-    io_waiter_t iw = {.op = {.complete = io_complete},
-                      .w = {.task = t, .detach = io_detach},
-                      .loop = loop};
+    /* Field by field: an initializer would zero the whole retry handle too
+     * (a rep stos on every socket call); only its state is read unset. */
+    io_waiter_t iw;
+    iw.op.complete = io_complete;
+    iw.w = (corio_waiter_t){.task = t, .detach = io_detach};
+    iw.loop = loop;
+    iw.flags = 0;
+    iw.retry.state = CORIO_H_IDLE;
     io_uring_sqe_set_data(sqe, &iw.op);
     corio__op_started(loop);
     rc = corio__suspend(&iw.w, deadline);
