@@ -68,6 +68,23 @@ static void ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *a
     ctx->sp = (void *)sp;
 }
 
+/* Where a frame made by corio__switch or ctx_init keeps its control words. */
+static uint64_t *control_slot(const corio_ctx_t *ctx)
+{
+#if defined(__x86_64__)
+    return (uint64_t *)ctx->sp;
+#elif defined(__aarch64__)
+    return (uint64_t *)ctx->sp + 20;
+#endif
+}
+
+void corio__ctx_inherit_from(corio_ctx_t *fresh, const corio_ctx_t *suspended)
+{
+    uint64_t *slot = control_slot(fresh);
+    if (*slot == control_words(true))
+        *slot = *control_slot(suspended);
+}
+
 void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg)
 {
     ctx_init(ctx, top, entry, arg, false);

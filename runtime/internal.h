@@ -54,6 +54,9 @@ void corio__ctx_init(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *a
 /* The same, but the coroutine starts with the control state in force at the
  * first switch to it: no read now, no load then. */
 void corio__ctx_init_inherit(corio_ctx_t *ctx, void *top, void (*entry)(void *), void *arg);
+/* A fresh context made to inherit will start with the control state saved
+ * in suspended (a context switched away from), whoever switches to it. */
+void corio__ctx_inherit_from(corio_ctx_t *fresh, const corio_ctx_t *suspended);
 
 /* A coroutine with sanitizer bookkeeping. */
 typedef struct corio_coro {
@@ -254,9 +257,12 @@ struct corio_loop {
     corio_op_t wake_op;
     bool wake_armed;
     corio_loop_stats_t stats;
-    /* Direct task-to-task switches left in this turn (task.c, suspend). */
-    uint64_t direct_turn;
-    int direct_left;
+    /* Ready handles the running turn still owes (run_ready); a direct
+     * task-to-task switch (task.c) takes one of them. */
+    uint64_t ready_left;
+    /* A task that finished by switching straight to another; retired by
+     * whoever runs next, once its stack is no longer in use. */
+    corio_task_t *retiring;
     corio_task_t *tasks; /* unfinished tasks */
     corio_future_t *futures;
     corio_task_t *current;

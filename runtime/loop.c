@@ -358,10 +358,12 @@ static void fire_timers(corio_loop_t *loop)
 static int run_ready(corio_loop_t *loop)
 {
     /* Only what was ready when the turn began: callbacks that schedule
-     * callbacks cannot starve the I/O. */
-    uint64_t ntodo = loop->nready;
-    int ran = 0;
-    while (ntodo-- && loop->ready.next != &loop->ready) {
+     * callbacks cannot starve the I/O. Tasks switching straight to the
+     * next ready task take from the same count (task.c). */
+    uint64_t todo = loop->nready;
+    loop->ready_left = todo;
+    while (loop->ready_left && loop->ready.next != &loop->ready) {
+        loop->ready_left--;
         corio_handle_t *h = loop->ready.next;
         corio__ready_remove(loop, h);
         corio_callback_fn fn = h->fn;
@@ -369,8 +371,9 @@ static int run_ready(corio_loop_t *loop)
         if (h->owned)
             free(h);
         fn(arg);
-        ran++;
     }
+    int ran = (int)(todo - loop->ready_left);
+    loop->ready_left = 0;
     return ran;
 }
 

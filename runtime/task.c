@@ -48,19 +48,8 @@ static void task_finish(corio_task_t *t, intptr_t r)
         corio__future_complete(&t->fut, CORIO_FUTURE_FINISHED, 0, NULL, corio_value_int(r));
 }
 
-static void task_entry(void *arg)
-{
-    corio_task_t *t = arg;
-    corio__coro_started(&t->coro);
-    t->started = true;
-    /* Cancelled before its first step: like asyncio, the body never runs. */
-    intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
-    task_finish(t, r);
-    corio__coro_switch(&t->coro, &t->fut.loop->main_coro, true);
-    __builtin_unreachable();
-}
-
-/* Runs on the loop's own stack once the task's coroutine is left for good. */
+/* Runs off the task's stack once its coroutine is left for good: on the
+ * loop's stack, or in the task that a finishing task switched to. */
 static void task_retire(corio_task_t *t)
 {
     corio_loop_t *loop = t->fut.loop;
@@ -68,6 +57,39 @@ static void task_retire(corio_task_t *t)
     corio__coro_destroy(&t->coro);
     corio__stack_put(&loop->stacks, &t->coro.stack);
     corio_future_unref(&t->fut); /* the loop's reference */
+}
+
+/* Every coroutine that resumes calls this: a finished task that switched
+ * here left itself to be retired. */
+static inline void retire_left_behind(corio_loop_t *loop)
+{
+    corio_task_t *r = loop->retiring;
+    if (corio_unlikely(r != NULL)) {
+        loop->retiring = NULL;
+        task_retire(r);
+    }
+}
+
+static corio_task_t *take_direct_next(corio_task_t *t, bool finishing);
+
+static void task_entry(void *arg)
+{
+    corio_task_t *t = arg;
+    corio__coro_started(&t->coro);
+    corio_loop_t *loop = t->fut.loop;
+    retire_left_behind(loop);
+    t->started = true;
+    /* Cancelled before its first step: like asyncio, the body never runs. */
+    intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
+    task_finish(t, r);
+    corio_task_t *n = take_direct_next(t, true);
+    if (n) {
+        loop->retiring = t;
+        corio__coro_switch(&t->coro, &n->coro, true);
+    } else {
+        corio__coro_switch(&t->coro, &loop->main_coro, true);
+    }
+    __builtin_unreachable();
 }
 
 /* A default-sized task gets its stack on its first step, not at spawn: a
@@ -82,8 +104,9 @@ static bool task_bind_stack(corio_task_t *t)
         task_retire(t);
         return false;
     }
-    /* Created here, on the loop's stack, just before the loop's switch to
-     * it: inheriting is starting with the state in force now, for less. */
+    /* It starts with the control state of whoever first switches to it:
+     * the loop's stack, which creates it just before, or a finishing task,
+     * which hands it the loop's (take_direct_next). */
     corio__coro_create_inherit(&t->coro, task_entry, t);
     return true;
 }
@@ -291,32 +314,45 @@ static void schedule_step(corio_task_t *t)
     corio__ready_push(t->fut.loop, h);
 }
 
-/* Direct switches. A task that suspends while the head of the ready FIFO
- * is the step of another started task switches straight to that task,
- * skipping the trip through the loop's stack: the order of the ready
- * handles is the same (the head would run next anyway), only the loop polls
- * for I/O and timers a little later. A budget per turn bounds that delay. */
-#define CORIO_DIRECT_SWITCH_BUDGET 64
+/* Direct switches. A task that suspends or finishes while the head of the
+ * ready FIFO is another task's step switches straight to that task,
+ * skipping the trip through the loop's stack. The order of the ready
+ * handles is the same (the head would run next anyway), and the switch
+ * takes one of the handles the turn still owes (run_ready), so the loop
+ * polls for I/O and timers exactly when it would have.
+ *
+ * A suspending task goes only to a started task; a finishing one also
+ * starts a new task, binding its stack and giving it the loop's control
+ * words (a new task starts with the loop thread's, not its predecessor's).
+ * The finished task is retired by the one it switched to. Returns the task
+ * to switch to, made current, or NULL for the loop's stack. */
+static corio_task_t *take_direct_next(corio_task_t *t, bool finishing)
+{
+    corio_loop_t *loop = t->fut.loop;
+    corio_handle_t *h = loop->ready.next;
+    if (!loop->ready_left || h == &loop->ready || h->fn != task_step)
+        return NULL;
+    corio_task_t *n = h->arg;
+    if (n == t || (!n->started && !finishing))
+        return NULL;
+    loop->ready_left--;
+    corio__ready_remove(loop, h); /* n's step runs here */
+    if (!n->started) {
+        if (!n->coro.stack.map && !task_bind_stack(n))
+            return NULL; /* n ended failed, as on the loop's stack */
+        corio__ctx_inherit_from(&n->coro.ctx, &loop->main_coro.ctx);
+    }
+    loop->current = n;
+    return n;
+}
 
 static void suspend(corio_task_t *t)
 {
     corio_loop_t *loop = t->fut.loop;
-    corio_handle_t *h = loop->ready.next;
-    if (h != &loop->ready && h->fn == task_step) {
-        corio_task_t *n = h->arg;
-        if (loop->direct_turn != loop->stats.turns) {
-            loop->direct_turn = loop->stats.turns;
-            loop->direct_left = CORIO_DIRECT_SWITCH_BUDGET;
-        }
-        if (n != t && n->started && loop->direct_left > 0) {
-            loop->direct_left--;
-            corio__ready_remove(loop, h);
-            loop->current = n;
-            corio__coro_switch(&t->coro, &n->coro, false);
-            return; /* whoever switched back to t made it current */
-        }
-    }
-    corio__coro_switch(&t->coro, &loop->main_coro, false);
+    corio_task_t *n = take_direct_next(t, false);
+    corio__coro_switch(&t->coro, n ? &n->coro : &loop->main_coro, false);
+    /* Whoever switched back to t made it current. */
+    retire_left_behind(loop);
 }
 
 static void interrupt(corio_task_t *t, int reason)

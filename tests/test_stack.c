@@ -354,7 +354,9 @@ static intptr_t mmap_fault_main(void *arg)
     CHECK_EQ(corio_spawn(NULL, &t[2], trivial, (void *)4, &o), 0);
     /* A default-sized task maps its stack on its first step (the pool is
      * empty here): it ends failed with -ENOMEM without running, and the next
-     * spawn maps at once, so that it reports -ENOMEM itself. */
+     * spawn maps at once, so that it reports -ENOMEM itself. The sized
+     * tasks finish first: unmapping their stacks would clear the flag. */
+    CHECK_EQ(corio_sleep(0), 0);
     corio__fault_set(CORIO_FAULT_MMAP, 1);
     corio_task_t *lazy;
     CHECK_EQ(corio_spawn(NULL, &lazy, trivial, (void *)5, NULL), 0);

@@ -445,18 +445,22 @@ static intptr_t stack_bind_fails_main(void *arg)
 {
     (void)arg;
     corio_task_t *t[4];
-    for (int i = 0; i < 2; i++) /* two records to recycle, one stack pooled */
+    /* Three records to recycle and two stacks pooled: a finishing task
+     * starts the next one on a second stack, its own being still in use. */
+    for (int i = 0; i < 3; i++)
         CHECK_EQ(corio_spawn(NULL, &t[i], echo_arg, (void *)(intptr_t)i, NULL), 0);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         CHECK_EQ(corio_task_await(t[i], NULL), 0);
         corio_task_release(t[i]);
     }
     CHECK_EQ(corio_spawn(NULL, &t[0], sleeps_briefly, NULL, NULL), 0);
-    CHECK_EQ(corio_spawn(NULL, &t[1], echo_arg, (void *)7, NULL), 0);
-    corio__fault_set(CORIO_FAULT_MMAP, 1); /* t[1]'s stack: t[0] took the pooled one */
-    CHECK_EQ(corio_task_await(t[1], NULL), -ENOMEM);
+    CHECK_EQ(corio_spawn(NULL, &t[1], sleeps_briefly, NULL, NULL), 0);
+    CHECK_EQ(corio_spawn(NULL, &t[2], echo_arg, (void *)7, NULL), 0);
+    corio__fault_set(CORIO_FAULT_MMAP, 1); /* t[2]'s stack: the sleepers took the pooled ones */
+    CHECK_EQ(corio_task_await(t[2], NULL), -ENOMEM);
     CHECK_EQ(corio_task_await(t[0], NULL), 0);
-    for (int i = 0; i < 2; i++)
+    CHECK_EQ(corio_task_await(t[1], NULL), 0);
+    for (int i = 0; i < 3; i++)
         corio_task_release(t[i]);
     for (int i = 0; i < 4; i++) /* run on real stacks */
         CHECK_EQ(corio_spawn(NULL, &t[i], sleeps_briefly, NULL, NULL), 0);
