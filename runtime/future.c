@@ -30,27 +30,30 @@ static inline uint8_t load_state(const corio_future_t *f)
     return atomic_load_explicit(&((corio_future_t *)f)->state, memory_order_acquire);
 }
 
-static void loop_link(corio_future_t *f)
+static void loop_link(corio_loop_future_t *lf)
 {
-    corio_loop_t *loop = f->loop;
-    f->lprev = NULL;
-    f->lnext = loop->futures;
+    corio_loop_t *loop = lf->f.loop;
+    lf->lprev = NULL;
+    lf->lnext = loop->futures;
     if (loop->futures)
-        loop->futures->lprev = f;
-    loop->futures = f;
+        loop->futures->lprev = lf;
+    loop->futures = lf;
 }
 
+/* A plain loop future leaves its loop's list; tasks and thread-safe
+ * futures are on none, nor is anything once the loop closed. */
 static void loop_unlink(corio_future_t *f)
 {
-    if (!f->loop)
+    if (!f->loop || f->is_task || f->threadsafe)
         return;
-    if (f->lprev)
-        f->lprev->lnext = f->lnext;
+    corio_loop_future_t *lf = (corio_loop_future_t *)f;
+    if (lf->lprev)
+        lf->lprev->lnext = lf->lnext;
     else
-        f->loop->futures = f->lnext;
-    if (f->lnext)
-        f->lnext->lprev = f->lprev;
-    f->lprev = f->lnext = NULL;
+        f->loop->futures = lf->lnext;
+    if (lf->lnext)
+        lf->lnext->lprev = lf->lprev;
+    lf->lprev = lf->lnext = NULL;
 }
 
 /* Field by field: tasks reuse dirty records, and a memset of the whole
@@ -69,9 +72,6 @@ void corio__future_init(corio_future_t *f, corio_loop_t *loop)
     f->cbs = NULL;
     f->ncb = 0;
     f->whead = f->wtail = NULL;
-    f->lprev = f->lnext = NULL;
-    if (loop)
-        loop_link(f);
 }
 
 int corio_future_new(corio_loop_t *loop, corio_future_t **out)
@@ -87,6 +87,7 @@ int corio_future_new(corio_loop_t *loop, corio_future_t **out)
         return -ENOMEM;
     corio__future_init(&lf->f, loop);
     lf->cb_handle.state = CORIO_H_IDLE;
+    loop_link(lf);
     *out = &lf->f;
     return 0;
 }

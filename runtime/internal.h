@@ -165,15 +165,17 @@ struct corio_future {
     corio_done_cb_t cb0; /* inline slot: one callback costs no allocation */
     corio_done_cb_t *cbs; /* capacity: the power of two (at least 4) above its count */
     corio_waiter_t *whead, *wtail;
-    corio_future_t *lprev, *lnext; /* the loop's list of its futures */
 };
 
 /* The callback run of a loop future is scheduled on a handle outside the
  * core struct: a plain future carries one, a task lends its step handle
- * (idle for good once the task finished). Keeps task records small. */
+ * (idle for good once the task finished). Plain futures are on their loop's
+ * list, so that closing the loop can clear their loop pointer; task records
+ * are found through the task arena instead. Keeps task records small. */
 typedef struct corio_loop_future {
     corio_future_t f;
     corio_handle_t cb_handle;
+    struct corio_loop_future *lprev, *lnext;
 } corio_loop_future_t;
 
 typedef struct corio_ts_future {
@@ -214,6 +216,10 @@ struct corio_task {
     /* The name (malloc'd: given, or formatted on demand) or, with the low
      * bit set, the id of the default name "task-<id>" above that bit. */
     uintptr_t label;
+#ifdef CORIO_ASAN
+    corio_task_t *arena_prev, *arena_next; /* live records (task_arena.c) */
+    struct corio_task_arena *arena;
+#endif
 };
 
 /* The task's name, or its default name formatted into buf: safe in a signal
@@ -230,6 +236,9 @@ int corio__task_arena_new(corio_loop_t *loop);
 void corio__task_arena_close(corio_loop_t *loop);
 corio_task_t *corio__task_alloc(corio_loop_t *loop);
 void corio__task_dealloc(corio_task_t *t);
+/* Loop close: every record still referenced forgets the loop (its future's
+ * loop becomes NULL), as plain futures do. */
+void corio__task_arena_forget_loop(corio_loop_t *loop);
 
 /* ---- loop ------------------------------------------------------------------ */
 
@@ -264,7 +273,7 @@ struct corio_loop {
      * whoever runs next, once its stack is no longer in use. */
     corio_task_t *retiring;
     corio_task_t *tasks; /* unfinished tasks */
-    corio_future_t *futures;
+    corio_loop_future_t *futures; /* plain loop futures (not tasks) */
     corio_task_t *current;
     corio_coro_t main_coro;
     corio_stack_pool_t stacks;

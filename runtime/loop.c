@@ -682,9 +682,11 @@ int corio_loop_close(corio_loop_t *loop)
         return -EBUSY;
     loop->closed = true;
     cancel_wake(loop);
-    for (corio_future_t *f = loop->futures; f; f = f->lnext)
-        f->loop = NULL; /* they outlive the loop; a late report goes to stderr */
+    /* Futures outlive the loop; a late report goes to stderr. */
+    for (corio_loop_future_t *lf = loop->futures; lf; lf = lf->lnext)
+        lf->f.loop = NULL;
     loop->futures = NULL;
+    corio__task_arena_forget_loop(loop);
     free_owned_handles(loop);
     corio__timer_free(loop);
     io_uring_queue_exit(&loop->ring);

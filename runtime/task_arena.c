@@ -14,7 +14,12 @@
  * loop is open, references are dropped on its thread, as for every loop
  * future; the list would take a stray one all the same.) Under
  * AddressSanitizer records are plain malloc blocks, so that use after free
- * is still caught. */
+ * is still caught.
+ *
+ * When the loop closes, every record still referenced forgets it: the
+ * chunks are walked, and a freed record is told from a live one by its
+ * future's is_task flag, which a free clears. (Under AddressSanitizer the
+ * live blocks are on a list instead.) */
 #include "internal.h"
 
 #include <errno.h>
@@ -35,9 +40,14 @@ typedef struct chunk_header {
 
 #define HEADER_SIZE ((sizeof(chunk_header_t) + 63) & ~(size_t)63)
 
+/* The link sits past the future's flags, which keep telling a freed
+ * record (is_task false) from a live one. */
 typedef struct free_record {
+    char flags[16];
     struct free_record *next;
 } free_record_t;
+_Static_assert(offsetof(corio_task_t, fut.is_task) < offsetof(free_record_t, next),
+               "a free record's link must not cover is_task");
 
 struct corio_task_arena {
     corio_loop_t *loop;
@@ -48,6 +58,9 @@ struct corio_task_arena {
     long handed_out; /* loop thread: records given minus local frees */
     atomic_long live; /* LIVE_BIAS until close, then the records outstanding */
     atomic_bool closed;
+#ifdef CORIO_ASAN
+    corio_task_t *asan_live;
+#endif
 };
 
 int corio__task_arena_new(corio_loop_t *loop)
@@ -145,9 +158,34 @@ static void push_remote(corio_task_arena_t *a, free_record_t *r)
         ;
 }
 
+/* The records carved from c so far. */
+static char *chunk_end(corio_task_arena_t *a, chunk_header_t *c)
+{
+    if (c == a->chunks)
+        return a->bump;
+    char *end = (char *)c + CHUNK_SIZE;
+    return end - (size_t)(end - ((char *)c + HEADER_SIZE)) % RECORD_SIZE;
+}
+
+void corio__task_arena_forget_loop(corio_loop_t *loop)
+{
+    corio_task_arena_t *a = loop->task_arena;
+    if (!a)
+        return;
+    for (chunk_header_t *c = a->chunks; c; c = c->next) {
+        char *end = chunk_end(a, c);
+        for (char *p = (char *)c + HEADER_SIZE; p < end; p += RECORD_SIZE) {
+            corio_task_t *t = (corio_task_t *)p;
+            if (t->fut.is_task)
+                t->fut.loop = NULL;
+        }
+    }
+}
+
 void corio__task_dealloc(corio_task_t *t)
 {
     corio_task_arena_t *a = arena_of(t);
+    t->fut.is_task = false; /* freed, for corio__task_arena_forget_loop */
     free_record_t *r = (free_record_t *)t;
     if (corio__tls_loop == a->loop && !atomic_load_explicit(&a->closed, memory_order_relaxed)) {
         r->next = a->local;
@@ -164,11 +202,48 @@ void corio__task_dealloc(corio_task_t *t)
 
 corio_task_t *corio__task_alloc(corio_loop_t *loop)
 {
-    (void)loop;
-    return malloc(sizeof(corio_task_t));
+    corio_task_arena_t *a = loop->task_arena;
+    corio_task_t *t = malloc(sizeof(corio_task_t));
+    if (!t)
+        return NULL;
+    t->arena = a;
+    t->arena_prev = NULL;
+    t->arena_next = a->asan_live;
+    if (a->asan_live)
+        a->asan_live->arena_prev = t;
+    a->asan_live = t;
+    return t;
 }
 
-void corio__task_dealloc(corio_task_t *t) { free(t); }
+/* Off the live list while the loop is open (loop thread); after close the
+ * record forgot its arena, which is gone. */
+void corio__task_dealloc(corio_task_t *t)
+{
+    corio_task_arena_t *a = t->arena;
+    if (a) {
+        if (t->arena_prev)
+            t->arena_prev->arena_next = t->arena_next;
+        else
+            a->asan_live = t->arena_next;
+        if (t->arena_next)
+            t->arena_next->arena_prev = t->arena_prev;
+    }
+    free(t);
+}
+
+void corio__task_arena_forget_loop(corio_loop_t *loop)
+{
+    corio_task_arena_t *a = loop->task_arena;
+    if (!a)
+        return;
+    for (corio_task_t *t = a->asan_live, *next; t; t = next) {
+        next = t->arena_next;
+        t->fut.loop = NULL;
+        t->arena = NULL;
+        t->arena_prev = t->arena_next = NULL;
+    }
+    a->asan_live = NULL;
+}
 
 #endif
 

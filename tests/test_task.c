@@ -392,8 +392,20 @@ static void task_outlives_its_loop(void)
         CHECK_EQ(corio_spawn(loop, &t[i], echo_arg, (void *)(intptr_t)i, NULL), 0);
     while (corio_all_tasks(loop, NULL, 0))
         corio_loop_run_once(loop, 0);
+    for (int i = 0; i < N; i += 3) { /* freed records between live ones */
+        CHECK(corio_future_loop(corio_task_future(t[i])) == loop);
+        corio_task_release(t[i]);
+        t[i] = NULL;
+    }
+    corio_future_t *plain;
+    CHECK_EQ(corio_future_new(loop, &plain), 0);
     CHECK_EQ(corio_loop_free(loop), 0);
+    CHECK(corio_future_loop(plain) == NULL); /* closing forgot the loop */
+    corio_future_unref(plain);
     for (int i = 0; i < N; i++) { /* records stay valid after the loop */
+        if (!t[i])
+            continue;
+        CHECK(corio_future_loop(corio_task_future(t[i])) == NULL);
         corio_value_t v;
         CHECK_EQ(corio_future_result(corio_task_future(t[i]), &v), 0);
         CHECK_EQ(corio_value_as_int(v), i);
