@@ -159,6 +159,9 @@ static void free_unrun_callbacks(corio_future_t *f);
 
 void corio__future_release_storage(corio_future_t *f)
 {
+    /* A finished task with a plain result owns nothing: the common case. */
+    if (f->is_task && !(f->error | f->ncb | f->value.len | (uintptr_t)f->cbs))
+        return;
     if (corio_unlikely(f->error))
         report_unretrieved(f);
     loop_unlink(f);
@@ -467,6 +470,32 @@ static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
     }
 }
 
+/* Stores the outcome and takes the waiters off f (under f's lock, for a
+ * thread-safe one). */
+static inline corio_waiter_t *set_outcome(corio_future_t *f, uint8_t state, int error,
+                                          corio_value_t v)
+{
+    f->error = error;
+    f->value = v;
+    atomic_store_explicit(&f->state, state, memory_order_release);
+    corio_waiter_t *waiters = f->whead;
+    for (corio_waiter_t *w = waiters; w; w = w->next)
+        corio_container_of(w, future_waiter_t, w)->linked = false;
+    f->whead = f->wtail = NULL;
+    return waiters;
+}
+
+void corio__future_finish_local(corio_future_t *f, uint8_t state, int error, corio_value_t v)
+{
+    corio_waiter_t *waiters = set_outcome(f, state, error, v);
+    /* Nothing runs inline here (wake-ups and callbacks are scheduled), so
+     * the caller's reference keeps f alive. */
+    if (waiters)
+        wake_waiters(f, waiters);
+    if (f->ncb)
+        schedule_loop_callbacks(f);
+}
+
 int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
                            corio_value_t v)
 {
@@ -481,22 +510,12 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
         free(copy);
         return CORIO_EINVALSTATE;
     }
-    f->error = error;
-    f->value = error ? (corio_value_t){copy, 0} : v;
-    atomic_store_explicit(&f->state, state, memory_order_release);
-    corio_waiter_t *waiters = f->whead;
-    for (corio_waiter_t *w = waiters; w; w = w->next)
-        corio_container_of(w, future_waiter_t, w)->linked = false;
-    f->whead = f->wtail = NULL;
-    if (f->threadsafe)
-        pthread_cond_broadcast(&corio__future_sync(f)->cv);
     if (!f->threadsafe) {
-        /* Nothing runs inline here (wake-ups and callbacks are scheduled),
-         * so the caller's reference keeps f alive. */
-        wake_waiters(f, waiters);
-        schedule_loop_callbacks(f);
+        corio__future_finish_local(f, state, error, error ? (corio_value_t){copy, 0} : v);
         return 0;
     }
+    corio_waiter_t *waiters = set_outcome(f, state, error, error ? (corio_value_t){copy, 0} : v);
+    pthread_cond_broadcast(&corio__future_sync(f)->cv);
     /* Keep f alive while callbacks, which may drop the last reference, run. */
     corio_future_ref(f);
     unlock(f);
@@ -692,7 +711,7 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
 {
     if (!f)
         return -EINVAL;
-    corio_task_t *task = corio_current_task();
+    corio_task_t *task = corio__current();
     if (!task)
         return block_thread(f, timeout_ns, out);
     if ((corio_task_t *)f == task)

@@ -95,6 +95,15 @@ typedef struct corio_stack_pool {
 void corio__stack_pool_init(corio_stack_pool_t *p);
 void corio__stack_pool_destroy(corio_stack_pool_t *p);
 int corio__stack_get(corio_stack_pool_t *p, size_t size, corio_stack_t *out);
+/* A default-sized stack from the pool, if it holds one: the spawn path's
+ * common case, without corio__stack_get's checks. */
+static inline bool corio__stack_take_pooled(corio_stack_pool_t *p, corio_stack_t *out)
+{
+    if (!p->nfree)
+        return false;
+    *out = p->free[--p->nfree];
+    return true;
+}
 void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s);
 /* True when addr lies in the guard page of s. */
 bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr);
@@ -193,6 +202,10 @@ void corio__future_init(corio_future_t *f, corio_loop_t *loop);
 int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
                            corio_value_t v);
 void corio__future_release_storage(corio_future_t *f);
+/* Completes a pending loop future that only its owner completes, on its
+ * loop's thread (a task, from its own end); with error set, v is
+ * {message or NULL, 0} and f takes the message. */
+void corio__future_finish_local(corio_future_t *f, uint8_t state, int error, corio_value_t v);
 /* Loop close: h, just taken off the ready queue, is dropped unrun; if it was
  * a future's callback run, releases the reference that run held. */
 void corio__future_drop_scheduled(corio_handle_t *h);
@@ -321,6 +334,13 @@ static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
 
 /* The loop of this thread (thread-local). */
 extern __thread corio_loop_t *corio__tls_loop;
+
+/* corio_current_task, inline for the runtime's own paths. */
+static inline corio_task_t *corio__current(void)
+{
+    corio_loop_t *loop = corio__tls_loop;
+    return loop ? loop->current : NULL;
+}
 
 /* Fault injection for tests: makes the Nth later call of a site fail. */
 enum {

@@ -41,11 +41,11 @@ static void task_finish(corio_task_t *t, intptr_t r)
 {
     corio_value_t none = {NULL, 0};
     if (r == -ECANCELED)
-        corio__future_complete(&t->fut, CORIO_FUTURE_CANCELLED, -ECANCELED, NULL, none);
+        corio__future_finish_local(&t->fut, CORIO_FUTURE_CANCELLED, -ECANCELED, none);
     else if (corio_is_error(r))
-        corio__future_complete(&t->fut, CORIO_FUTURE_FINISHED, (int)r, NULL, none);
+        corio__future_finish_local(&t->fut, CORIO_FUTURE_FINISHED, (int)r, none);
     else
-        corio__future_complete(&t->fut, CORIO_FUTURE_FINISHED, 0, NULL, corio_value_int(r));
+        corio__future_finish_local(&t->fut, CORIO_FUTURE_FINISHED, 0, corio_value_int(r));
 }
 
 /* Runs off the task's stack once its coroutine is left for good: on the
@@ -98,7 +98,10 @@ static void task_entry(void *arg)
  * task ends failed with -ENOMEM without running. */
 static bool task_bind_stack(corio_task_t *t)
 {
-    int rc = corio__stack_get(&t->fut.loop->stacks, 0, &t->coro.stack);
+    corio_stack_pool_t *pool = &t->fut.loop->stacks;
+    int rc = corio__stack_take_pooled(pool, &t->coro.stack)
+                 ? 0
+                 : corio__stack_get(pool, 0, &t->coro.stack);
     if (rc < 0) {
         task_finish(t, rc);
         task_retire(t);
