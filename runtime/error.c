@@ -32,7 +32,7 @@ int64_t corio_now(void)
 }
 
 /* Fault injection: per thread, so tests in different threads never meet. */
-static __thread long fault_countdown[CORIO_FAULT_NSITES];
+static CORIO_TLS long fault_countdown[CORIO_FAULT_NSITES];
 
 void corio__fault_set(int site, long nth)
 {

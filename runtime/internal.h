@@ -332,8 +332,15 @@ static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
     return ns >= CORIO_NEVER - now ? CORIO_NEVER : now + ns;
 }
 
+/* Thread-locals of the runtime's hot paths. The initial-exec model reads
+ * them from the thread pointer: in the shared library the default model
+ * calls __tls_get_addr on every access (every reference count change).
+ * They are a few words, which glibc's static TLS reserve holds even for a
+ * library loaded by dlopen. */
+#define CORIO_TLS __thread __attribute__((tls_model("initial-exec")))
+
 /* The loop of this thread (thread-local). */
-extern __thread corio_loop_t *corio__tls_loop;
+extern CORIO_TLS corio_loop_t *corio__tls_loop;
 
 /* corio_current_task, inline for the runtime's own paths. */
 static inline corio_task_t *corio__current(void)

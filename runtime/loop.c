@@ -13,7 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-__thread corio_loop_t *corio__tls_loop;
+CORIO_TLS corio_loop_t *corio__tls_loop;
 
 corio_loop_t *corio_loop_current(void) { return corio__tls_loop; }
 
