@@ -56,24 +56,6 @@ static void loop_unlink(corio_future_t *f)
     lf->lprev = lf->lnext = NULL;
 }
 
-/* Field by field: tasks reuse dirty records, and a memset of the whole
- * future costs more than these stores on the spawn path. cb0 and the
- * callback handle's other fields are written before they are read. */
-void corio__future_init(corio_future_t *f, corio_loop_t *loop)
-{
-    atomic_init(&f->refs, 1);
-    atomic_init(&f->state, CORIO_FUTURE_PENDING);
-    f->retrieved = false;
-    f->is_task = false;
-    f->error = 0;
-    f->value = (corio_value_t){NULL, 0};
-    f->loop = loop;
-    f->threadsafe = false;
-    f->cbs = NULL;
-    f->ncb = 0;
-    f->whead = f->wtail = NULL;
-}
-
 int corio_future_new(corio_loop_t *loop, corio_future_t **out)
 {
     if (!out)
@@ -707,6 +689,17 @@ static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
     return done ? corio_future_result(f, out) : -ETIMEDOUT;
 }
 
+/* corio_future_result of a done loop future (no lock to take). */
+static inline int done_local_result(corio_future_t *f, corio_value_t *out)
+{
+    if (load_state(f) == CORIO_FUTURE_CANCELLED)
+        return -ECANCELED;
+    f->retrieved = true;
+    if (!f->error && out)
+        *out = f->value;
+    return f->error;
+}
+
 int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
     if (!f)
@@ -724,7 +717,7 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         if (task->cancel_requests)
             return -ECANCELED;
         int rc = task->scope_deadline == CORIO_NEVER ? 0 : corio__interrupt_pending(CORIO_NEVER);
-        return rc ? rc : corio_future_result(f, out);
+        return rc ? rc : done_local_result(f, out);
     }
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;

@@ -104,6 +104,20 @@ static inline bool corio__stack_take_pooled(corio_stack_pool_t *p, corio_stack_t
     *out = p->free[--p->nfree];
     return true;
 }
+/* Idle stacks the pool keeps at most. */
+#define CORIO_STACK_POOL_MAX 4096
+/* Pools a default-sized stack when the pool has room already; otherwise
+ * corio__stack_put decides. */
+static inline bool corio__stack_put_pooled(corio_stack_pool_t *p, corio_stack_t *s)
+{
+    if (s->size != CORIO_DEFAULT_STACK_SIZE || p->nfree >= p->cap ||
+        p->nfree >= CORIO_STACK_POOL_MAX)
+        return false;
+    p->exhausted = false;
+    p->free[p->nfree++] = *s;
+    s->map = NULL;
+    return true;
+}
 void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s);
 /* True when addr lies in the guard page of s. */
 bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr);
@@ -197,7 +211,23 @@ static inline corio_future_sync_t *corio__future_sync(corio_future_t *f)
     return &((corio_ts_future_t *)f)->sync;
 }
 
-void corio__future_init(corio_future_t *f, corio_loop_t *loop);
+/* Field by field: tasks reuse dirty records, and a memset of the whole
+ * future costs more than these stores on the spawn path. cb0 and the
+ * callback handle's other fields are written before they are read. */
+static inline void corio__future_init(corio_future_t *f, corio_loop_t *loop)
+{
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->state, CORIO_FUTURE_PENDING);
+    f->retrieved = false;
+    f->is_task = false;
+    f->threadsafe = false;
+    f->error = 0;
+    f->ncb = 0;
+    f->value = (corio_value_t){NULL, 0};
+    f->loop = loop;
+    f->cbs = NULL;
+    f->whead = f->wtail = NULL;
+}
 /* Completes f with an outcome (state FINISHED or CANCELLED). */
 int corio__future_complete(corio_future_t *f, uint8_t state, int error, const char *msg,
                            corio_value_t v);

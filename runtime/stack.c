@@ -17,7 +17,7 @@
 #endif
 
 /* Stacks kept for reuse per loop; more are unmapped. */
-#define STACK_POOL_MAX 4096
+#define STACK_POOL_MAX CORIO_STACK_POOL_MAX
 
 void corio__stack_pool_init(corio_stack_pool_t *p)
 {

@@ -55,7 +55,8 @@ static void task_retire(corio_task_t *t)
     corio_loop_t *loop = t->fut.loop;
     task_unlink(t);
     corio__coro_destroy(&t->coro);
-    corio__stack_put(&loop->stacks, &t->coro.stack);
+    if (!corio__stack_put_pooled(&loop->stacks, &t->coro.stack))
+        corio__stack_put(&loop->stacks, &t->coro.stack);
     corio_future_unref(&t->fut); /* the loop's reference */
 }
 
