@@ -144,6 +144,7 @@ static CORIO_UNUSED corio_coro_t **asan_prev_slot(void)
     return &prev;
 }
 
+#if defined(CORIO_ASAN) || defined(CORIO_TSAN)
 void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing)
 {
 #ifdef CORIO_ASAN
@@ -186,3 +187,4 @@ void corio__coro_started(corio_coro_t *self)
 #endif
     (void)self;
 }
+#endif

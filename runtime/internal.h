@@ -77,11 +77,23 @@ void corio__coro_init_main(corio_coro_t *main_coro);
 void corio__coro_create(corio_coro_t *c, void (*entry)(void *), void *arg);
 /* It starts with the control state of whoever first switches to it. */
 void corio__coro_create_inherit(corio_coro_t *c, void (*entry)(void *), void *arg);
+void corio__coro_destroy(corio_coro_t *c);
+#if defined(CORIO_ASAN) || defined(CORIO_TSAN)
 /* finishing: the coroutine being left will never run again. */
 void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing);
-void corio__coro_destroy(corio_coro_t *c);
 /* The first thing a new coroutine's entry must call. */
 void corio__coro_started(corio_coro_t *self);
+#else
+/* Without sanitizers to tell, a switch is the bare one, inline. */
+static inline void corio__coro_switch(corio_coro_t *from, corio_coro_t *to, bool finishing)
+{
+    if (finishing)
+        corio__switch_final(&to->ctx);
+    else
+        corio__switch(&from->ctx, &to->ctx);
+}
+static inline void corio__coro_started(corio_coro_t *self) { (void)self; }
+#endif
 
 /* Guarded stacks, pooled per loop. */
 typedef struct corio_stack_pool {
