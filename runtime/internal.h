@@ -360,8 +360,26 @@ void corio__timer_remove(corio_loop_t *loop, corio_handle_t *h);
 corio_handle_t *corio__timer_peek(corio_loop_t *loop);
 void corio__timer_free(corio_loop_t *loop);
 
-void corio__ready_push(corio_loop_t *loop, corio_handle_t *h);
-void corio__ready_remove(corio_loop_t *loop, corio_handle_t *h);
+/* The FIFO of ready handles (a ring through the loop's sentinel). */
+static inline void corio__ready_push(corio_loop_t *loop, corio_handle_t *h)
+{
+    corio_handle_t *tail = loop->ready.prev;
+    h->prev = tail;
+    h->next = &loop->ready;
+    tail->next = h;
+    loop->ready.prev = h;
+    h->state = CORIO_H_READY;
+    loop->nready++;
+}
+
+static inline void corio__ready_remove(corio_loop_t *loop, corio_handle_t *h)
+{
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+    h->state = CORIO_H_IDLE;
+    loop->nready--;
+}
 
 /* Default executor hooks for the executors part. */
 void *corio__loop_default_executor(corio_loop_t *loop);

@@ -19,25 +19,6 @@ corio_loop_t *corio_loop_current(void) { return corio__tls_loop; }
 
 /* ---- ready queue ------------------------------------------------------------ */
 
-void corio__ready_push(corio_loop_t *loop, corio_handle_t *h)
-{
-    corio_handle_t *tail = loop->ready.prev;
-    h->prev = tail;
-    h->next = &loop->ready;
-    tail->next = h;
-    loop->ready.prev = h;
-    h->state = CORIO_H_READY;
-    loop->nready++;
-}
-
-void corio__ready_remove(corio_loop_t *loop, corio_handle_t *h)
-{
-    h->prev->next = h->next;
-    h->next->prev = h->prev;
-    h->prev = h->next = NULL;
-    h->state = CORIO_H_IDLE;
-    loop->nready--;
-}
 
 /* ---- set-up ----------------------------------------------------------------- */
 
