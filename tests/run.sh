@@ -46,6 +46,7 @@ for path in sys.argv[1:]:
             skipped += 1
         else:
             failed += 1
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
+print(f"{skipped} skipped")
+print(f"{passed} passed, {failed} failed")
 PY
 exit $status
