@@ -322,8 +322,11 @@ struct corio_loop {
     bool wake_armed;
     corio_loop_stats_t stats;
     /* Ready handles the running turn still owes (run_ready); a direct
-     * task-to-task switch (task.c) takes one of them. */
+     * task-to-task switch (task.c) takes one of them, or else one of the
+     * turn's budget of switches to handles readied during the turn. */
     uint64_t ready_left;
+    uint64_t direct_turn;
+    int direct_left;
     /* A task that finished by switching straight to another; retired by
      * whoever runs next, once its stack is no longer in use. */
     corio_task_t *retiring;

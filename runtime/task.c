@@ -322,24 +322,44 @@ static void schedule_step(corio_task_t *t)
  * ready FIFO is another task's step switches straight to that task,
  * skipping the trip through the loop's stack. The order of the ready
  * handles is the same (the head would run next anyway), and the switch
- * takes one of the handles the turn still owes (run_ready), so the loop
- * polls for I/O and timers exactly when it would have.
+ * takes one of the handles the turn still owes (run_ready), or one of a
+ * budget of 64 a turn for handles readied meanwhile, which bounds how much
+ * later than otherwise the loop polls for I/O and timers.
  *
  * A suspending task goes only to a started task; a finishing one also
  * starts a new task, binding its stack and giving it the loop's control
  * words (a new task starts with the loop thread's, not its predecessor's).
  * The finished task is retired by the one it switched to. Returns the task
  * to switch to, made current, or NULL for the loop's stack. */
+#define CORIO_DIRECT_SWITCH_BUDGET 64
+
+/* A handle the turn owes, or one of its budget for handles readied during
+ * the turn (tasks handing work to each other, a queue's ping-pong). */
+static inline bool take_switch(corio_loop_t *loop)
+{
+    if (loop->ready_left) {
+        loop->ready_left--;
+        return true;
+    }
+    if (loop->direct_turn != loop->stats.turns) {
+        loop->direct_turn = loop->stats.turns;
+        loop->direct_left = CORIO_DIRECT_SWITCH_BUDGET;
+    }
+    if (loop->direct_left <= 0)
+        return false;
+    loop->direct_left--;
+    return true;
+}
+
 static corio_task_t *take_direct_next(corio_task_t *t, bool finishing)
 {
     corio_loop_t *loop = t->fut.loop;
     corio_handle_t *h = loop->ready.next;
-    if (!loop->ready_left || h == &loop->ready || h->fn != task_step)
+    if (h == &loop->ready || h->fn != task_step)
         return NULL;
     corio_task_t *n = h->arg;
-    if (n == t || (!n->started && !finishing))
+    if (n == t || (!n->started && !finishing) || !take_switch(loop))
         return NULL;
-    loop->ready_left--;
     corio__ready_remove(loop, h); /* n's step runs here */
     if (!n->started) {
         if (!n->coro.stack.map && !task_bind_stack(n))
