@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-void corio__task_free(corio_task_t *t);
 int corio__task_cancel_future(corio_future_t *f);
 void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
 int corio__suspend(corio_waiter_t *w, int64_t deadline);
@@ -95,21 +94,11 @@ int corio_future_new_threadsafe(corio_future_t **out)
     return 0;
 }
 
-/* A loop future is referenced only on its loop's thread while the loop is
- * open (loop.h), so there a plain load and store do; a locked add costs
- * more than the rest of a trivial task's spawn. Thread-safe futures, and
- * loop futures once their loop closed (f->loop is cleared then), count
- * atomically. */
-static inline bool refs_local(const corio_future_t *f)
-{
-    return f->loop && f->loop == corio__tls_loop;
-}
-
 corio_future_t *corio_future_ref(corio_future_t *f)
 {
     if (!f)
         return f;
-    if (refs_local(f))
+    if (corio__future_refs_local(f))
         atomic_store_explicit(&f->refs, atomic_load_explicit(&f->refs, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     else
@@ -159,19 +148,9 @@ void corio__future_release_storage(corio_future_t *f)
     }
 }
 
-static inline bool drop_ref(corio_future_t *f)
-{
-    if (refs_local(f)) {
-        int n = atomic_load_explicit(&f->refs, memory_order_relaxed);
-        atomic_store_explicit(&f->refs, n - 1, memory_order_relaxed);
-        return n == 1;
-    }
-    return atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1;
-}
-
 void corio_future_unref(corio_future_t *f)
 {
-    if (!f || !drop_ref(f))
+    if (!f || !corio__future_drop_ref(f))
         return;
     if (f->is_task) {
         corio__task_free((corio_task_t *)f);

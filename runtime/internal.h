@@ -291,6 +291,8 @@ int corio__task_arena_new(corio_loop_t *loop);
 void corio__task_arena_close(corio_loop_t *loop);
 corio_task_t *corio__task_alloc(corio_loop_t *loop);
 void corio__task_dealloc(corio_task_t *t);
+/* Frees a task record whose last reference went. */
+void corio__task_free(corio_task_t *t);
 /* Loop close: every record still referenced forgets the loop (its future's
  * loop becomes NULL), as plain futures do. */
 void corio__task_arena_forget_loop(corio_loop_t *loop);
@@ -404,6 +406,27 @@ static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
 
 /* The loop of this thread (thread-local). */
 extern CORIO_TLS corio_loop_t *corio__tls_loop;
+
+/* A loop future is referenced only on its loop's thread while the loop is
+ * open (future.h), so there a plain load and store do; a locked add costs
+ * more than the rest of a trivial task's spawn. Thread-safe futures, and
+ * loop futures once their loop closed (f->loop is cleared then), count
+ * atomically. */
+static inline bool corio__future_refs_local(const corio_future_t *f)
+{
+    return f->loop && f->loop == corio__tls_loop;
+}
+
+/* Drops a reference; true when it was the last. */
+static inline bool corio__future_drop_ref(corio_future_t *f)
+{
+    if (corio__future_refs_local(f)) {
+        int n = atomic_load_explicit(&f->refs, memory_order_relaxed);
+        atomic_store_explicit(&f->refs, n - 1, memory_order_relaxed);
+        return n == 1;
+    }
+    return atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1;
+}
 
 /* corio_current_task, inline for the runtime's own paths. */
 static inline corio_task_t *corio__current(void)

@@ -57,7 +57,8 @@ static void task_retire(corio_task_t *t)
     corio__coro_destroy(&t->coro);
     if (!corio__stack_put_pooled(&loop->stacks, &t->coro.stack))
         corio__stack_put(&loop->stacks, &t->coro.stack);
-    corio_future_unref(&t->fut); /* the loop's reference */
+    if (corio__future_drop_ref(&t->fut)) /* the loop's reference */
+        corio__task_free(t);
 }
 
 /* Every coroutine that resumes calls this: a finished task that switched
@@ -244,8 +245,8 @@ int corio_spawn(corio_loop_t *loop, corio_task_t **out, corio_task_fn fn, void *
 
 void corio_task_release(corio_task_t *t)
 {
-    if (t)
-        corio_future_unref(&t->fut);
+    if (t && corio__future_drop_ref(&t->fut))
+        corio__task_free(t);
 }
 
 corio_future_t *corio_task_future(corio_task_t *t) { return t ? &t->fut : NULL; }
