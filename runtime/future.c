@@ -648,7 +648,7 @@ static void waiter_link(corio_future_t *f, future_waiter_t *fw)
     fw->linked = true;
 }
 
-static int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
+static __attribute__((noinline)) int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
     if (!f->threadsafe)
         return -EDEADLK; /* would stop the loop that must complete it */
@@ -679,6 +679,9 @@ static inline int done_local_result(corio_future_t *f, corio_value_t *out)
     return f->error;
 }
 
+static int await_suspending(corio_task_t *task, corio_future_t *f, int64_t timeout_ns,
+                            corio_value_t *out);
+
 int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
     if (!f)
@@ -698,6 +701,14 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         int rc = task->scope_deadline == CORIO_NEVER ? 0 : corio__interrupt_pending(CORIO_NEVER);
         return rc ? rc : done_local_result(f, out);
     }
+    return await_suspending(task, f, timeout_ns, out);
+}
+
+/* The await of a future not done yet (or thread-safe): apart, so that the
+ * done case above stays a small function. */
+static __attribute__((noinline)) int await_suspending(corio_task_t *task, corio_future_t *f,
+                                                     int64_t timeout_ns, corio_value_t *out)
+{
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     int rc = corio__interrupt_pending(deadline);

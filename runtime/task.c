@@ -171,7 +171,7 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
 
 /* Other sizes, and every size once mapping has failed, get their stack at
  * spawn, so that spawning itself reports -ENOMEM. */
-static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
+static __attribute__((noinline)) int task_bind_stack_now(corio_task_t *t, size_t stack_size)
 {
     int rc = corio__stack_get(&t->fut.loop->stacks, stack_size, &t->coro.stack);
     if (rc < 0)
@@ -180,16 +180,20 @@ static int task_bind_stack_now(corio_task_t *t, size_t stack_size)
     return 0;
 }
 
-static int task_set_name(corio_task_t *t, const char *name)
+static __attribute__((noinline)) int task_copy_name(corio_task_t *t, const char *name)
 {
-    if (!name) {
-        /* "task-N" is formatted when asked for */
-        t->label = (uintptr_t)++t->fut.loop->task_counter << 1 | 1;
-        return 0;
-    }
     char *copy = strdup(name);
     t->label = (uintptr_t)copy;
     return copy ? 0 : -ENOMEM;
+}
+
+static inline int task_set_name(corio_task_t *t, const char *name)
+{
+    if (name)
+        return task_copy_name(t, name);
+    /* "task-N" is formatted when asked for */
+    t->label = (uintptr_t)++t->fut.loop->task_counter << 1 | 1;
+    return 0;
 }
 
 static void task_link(corio_task_t *t)
