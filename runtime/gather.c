@@ -256,6 +256,10 @@ int corio_shield(corio_future_t *f, corio_future_t **out)
     int rc = corio_future_new(loop ? loop : corio_loop_current(), &outer);
     if (rc < 0)
         return rc;
+    /* A thread-safe future's callback may have to drop its reference on
+     * outer in the completing thread (no memory for the hop, loop closed). */
+    if (f->threadsafe)
+        outer->shared_refs = true;
     corio_future_ref(outer); /* the callback's */
     rc = corio_future_add_done_callback(f, shield_cb, outer);
     if (rc < 0) {

@@ -193,6 +193,7 @@ struct corio_future {
     bool retrieved;
     bool is_task;
     bool threadsafe; /* a corio_ts_future_t: locked, callbacks in the completing thread */
+    bool shared_refs; /* a loop future another thread may release: atomic counts */
     int error;
     uint32_t ncb;        /* callbacks: cb0, then cbs[0..ncb-2] */
     corio_value_t value; /* the result; with error set, {message or NULL, 0} */
@@ -233,6 +234,7 @@ static inline void corio__future_init(corio_future_t *f, corio_loop_t *loop)
     f->retrieved = false;
     f->is_task = false;
     f->threadsafe = false;
+    f->shared_refs = false;
     f->error = 0;
     f->ncb = 0;
     f->value = (corio_value_t){NULL, 0};
@@ -414,7 +416,7 @@ extern CORIO_TLS corio_loop_t *corio__tls_loop;
  * atomically. */
 static inline bool corio__future_refs_local(const corio_future_t *f)
 {
-    return f->loop && f->loop == corio__tls_loop;
+    return f->loop && f->loop == corio__tls_loop && !f->shared_refs;
 }
 
 /* Drops a reference; true when it was the last. */

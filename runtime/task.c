@@ -116,6 +116,20 @@ static bool task_bind_stack(corio_task_t *t)
     return true;
 }
 
+/* A new task's stack, bound by a finishing task about to switch to it (its
+ * own stack is still in use): a pooled one or a new mapping. When none can
+ * be had, nothing fails: n goes through the loop's step once the finishing
+ * task is retired, and takes its stack. */
+static bool direct_bind_stack(corio_task_t *n)
+{
+    corio_stack_pool_t *pool = &n->fut.loop->stacks;
+    if (!corio__stack_take_pooled(pool, &n->coro.stack) &&
+        corio__stack_get(pool, 0, &n->coro.stack) < 0)
+        return false;
+    corio__coro_create_inherit(&n->coro, task_entry, n);
+    return true;
+}
+
 static void task_step(void *arg)
 {
     corio_task_t *t = arg;
@@ -363,14 +377,15 @@ static corio_task_t *take_direct_next(corio_task_t *t, bool finishing)
     if (h == &loop->ready || h->fn != task_step)
         return NULL;
     corio_task_t *n = h->arg;
-    if (n == t || (!n->started && !finishing) || !take_switch(loop))
+    if (n == t || (!n->started && !finishing))
+        return NULL;
+    if (!n->started && !n->coro.stack.map && !direct_bind_stack(n))
+        return NULL;
+    if (!take_switch(loop))
         return NULL;
     corio__ready_remove(loop, h); /* n's step runs here */
-    if (!n->started) {
-        if (!n->coro.stack.map && !task_bind_stack(n))
-            return NULL; /* n ended failed, as on the loop's stack */
+    if (!n->started)
         corio__ctx_inherit_from(&n->coro.ctx, &loop->main_coro.ctx);
-    }
     loop->current = n;
     return n;
 }

@@ -408,9 +408,12 @@ static void shield_basic(void) { CHECK_EQ(run_main(shield_main, NULL), 0); }
 static intptr_t wait_main(void *arg)
 {
     (void)arg;
+    /* The failure comes well after the first completion: the waiting task
+     * resumes a loop turn or more after its trigger fires, which on a
+     * loaded machine took over 2 ms (and the first wait saw both done). */
     slow_t s[3] = {{1 * MS, 1}, {10 * SEC, 2}, {0, 0}};
     corio_task_t *t[3] = {spawn_slow(&s[0]), spawn_slow(&s[1]),
-                          spawn(failing, (void *)(intptr_t)(3 * MS))};
+                          spawn(failing, (void *)(intptr_t)(50 * MS))};
     corio_future_t *f[3], *done[3], *pending[3];
     for (int i = 0; i < 3; i++)
         f[i] = corio_task_future(t[i]);

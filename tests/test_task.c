@@ -488,6 +488,29 @@ static void failed_stack_bind_pools_nothing(void)
     CHECK_EQ(corio_run(stack_bind_fails_main, NULL), 0);
 }
 
+/* A finishing task binds the next task's stack while its own is still in
+ * use; when that mapping fails, the next task must not fail: it runs once
+ * the finished task is retired, on its stack. */
+static void direct_start_mapping_failure_fails_nothing(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_task_t *a, *b;
+    CHECK_EQ(corio_spawn(loop, &a, echo_arg, (void *)1, NULL), 0);
+    CHECK_EQ(corio_spawn(loop, &b, echo_arg, (void *)2, NULL), 0);
+    corio__fault_set(CORIO_FAULT_MMAP, 2); /* a's stack maps, the one for b fails */
+    CHECK_EQ(corio_loop_run_until_complete(loop, corio_task_future(b)), 0);
+    corio__fault_set(CORIO_FAULT_MMAP, 0);
+    corio_value_t v;
+    CHECK_EQ(corio_future_result(corio_task_future(a), &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 1);
+    CHECK_EQ(corio_future_result(corio_task_future(b), &v), 0);
+    CHECK_EQ(corio_value_as_int(v), 2);
+    corio_task_release(a);
+    corio_task_release(b);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 /* A task's outcome is its function's: setting it from outside is refused. */
 static intptr_t set_task_result_main(void *arg)
 {
@@ -569,5 +592,6 @@ TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleepi
           CASE(huge_durations_mean_never), CASE(task_outlives_its_loop),
           CASE(task_released_on_another_thread), CASE(deadline_timer_alloc_fails),
           CASE(cancel_sent_when_sqe_frees_up), CASE(failed_stack_bind_pools_nothing),
+          CASE(direct_start_mapping_failure_fails_nothing),
           CASE(task_outcome_not_settable),
           CASE(stack_of_4gib_refused))
