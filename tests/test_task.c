@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fenv.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -488,6 +489,47 @@ static void failed_stack_bind_pools_nothing(void)
     CHECK_EQ(corio_run(stack_bind_fails_main, NULL), 0);
 }
 
+/* A finishing task starts the next new task itself; that task must start
+ * with the loop thread's floating-point control state, not with what its
+ * predecessor left (a rounding mode it set and never restored). */
+static int fenv_seen[4];
+
+static intptr_t rounds_up_and_ends(void *arg)
+{
+    (void)arg;
+    fesetround(FE_UPWARD);
+    return 0;
+}
+
+static intptr_t reports_rounding(void *arg)
+{
+    fenv_seen[(intptr_t)arg] = fegetround();
+    return 0;
+}
+
+static void new_task_gets_the_loops_fp_state(void)
+{
+    CHECK_EQ(fegetround(), FE_TONEAREST);
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    /* Ready in this order: each reporter follows a task that rounds up and
+     * finishes, and is started by it. */
+    corio_task_t *t[5];
+    for (int i = 0; i < 5; i++) {
+        fenv_seen[i % 4] = -1;
+        corio_task_fn fn = i % 2 ? reports_rounding : rounds_up_and_ends;
+        CHECK_EQ(corio_spawn(loop, &t[i], fn, (void *)(intptr_t)i, NULL), 0);
+    }
+    while (corio_all_tasks(loop, NULL, 0))
+        corio_loop_run_once(loop, 0);
+    CHECK_EQ(fegetround(), FE_TONEAREST); /* the loop's own state came back */
+    CHECK_EQ(fenv_seen[1], FE_TONEAREST);
+    CHECK_EQ(fenv_seen[3], FE_TONEAREST);
+    for (int i = 0; i < 5; i++)
+        corio_task_release(t[i]);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 /* A finishing task binds the next task's stack while its own is still in
  * use; when that mapping fails, the next task must not fail: it runs once
  * the finished task is retired, on its stack. */
@@ -593,5 +635,6 @@ TEST_MAIN(CASE(spawn_and_await), CASE(sleep_order_and_yield), CASE(cancel_sleepi
           CASE(task_released_on_another_thread), CASE(deadline_timer_alloc_fails),
           CASE(cancel_sent_when_sqe_frees_up), CASE(failed_stack_bind_pools_nothing),
           CASE(direct_start_mapping_failure_fails_nothing),
+          CASE(new_task_gets_the_loops_fp_state),
           CASE(task_outcome_not_settable),
           CASE(stack_of_4gib_refused))
