@@ -84,7 +84,10 @@ static void task_entry(void *arg)
     /* Cancelled before its first step: like asyncio, the body never runs. */
     intptr_t r = t->cancel_requests ? -ECANCELED : t->fn(t->arg);
     task_finish(t, r);
-    corio_task_t *n = take_direct_next(t, true);
+    /* A failed task goes back through the loop's stack: retiring it may
+     * report an error nobody retrieved, and the loop's error handler runs
+     * there, with no current task, as it always did. */
+    corio_task_t *n = t->fut.error ? NULL : take_direct_next(t, true);
     if (n) {
         loop->retiring = t;
         corio__coro_switch(&t->coro, &n->coro, true);
