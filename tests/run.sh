@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the whole suite: a -Werror build, an ASan+UBSan build of
-# everything, and a ThreadSanitizer build of the executors and the core.
+# everything, and a ThreadSanitizer build of the executors, the core, the
+# composition and the network tests.
 # Ends with the line "N passed, N failed", counted from meson's test logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,8 @@ run_suite() { # name, meson test arguments, setup options...
 
 run_suite build-test "" -Dbuildtype=debugoptimized -Dbench=false
 run_suite build-asan "--no-suite slow" -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
-run_suite build-tsan "--suite executors --suite core" -Db_sanitize=thread -Db_lundef=false \
-    -Dbench=false -Dexamples=false
+run_suite build-tsan "--suite executors --suite core --suite sync --suite net" \
+    -Db_sanitize=thread -Db_lundef=false -Dbench=false -Dexamples=false
 
 python3 - "${logs[@]}" <<'PY'
 import json, sys
