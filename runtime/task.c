@@ -101,37 +101,32 @@ static void task_entry(void *arg)
  * task that finishes without suspending hands the stack on through the pool,
  * so spawning many short tasks maps few stacks. When no stack can be had the
  * task ends failed with -ENOMEM without running. */
-static bool task_bind_stack(corio_task_t *t)
+/* Binds a default-sized stack (pooled, else newly mapped) and creates the
+ * coroutine on it. It starts with the control state of whoever first
+ * switches to it: the loop's stack, which binds it just before, or a
+ * finishing task, which hands it the loop's (take_direct_next). */
+static int bind_lazy_stack(corio_task_t *t)
 {
     corio_stack_pool_t *pool = &t->fut.loop->stacks;
     int rc = corio__stack_take_pooled(pool, &t->coro.stack)
                  ? 0
                  : corio__stack_get(pool, 0, &t->coro.stack);
+    if (rc == 0)
+        corio__coro_create_inherit(&t->coro, task_entry, t);
+    return rc;
+}
+
+static bool task_bind_stack(corio_task_t *t)
+{
+    int rc = bind_lazy_stack(t);
     if (rc < 0) {
         task_finish(t, rc);
         task_retire(t);
         return false;
     }
-    /* It starts with the control state of whoever first switches to it:
-     * the loop's stack, which creates it just before, or a finishing task,
-     * which hands it the loop's (take_direct_next). */
-    corio__coro_create_inherit(&t->coro, task_entry, t);
     return true;
 }
 
-/* A new task's stack, bound by a finishing task about to switch to it (its
- * own stack is still in use): a pooled one or a new mapping. When none can
- * be had, nothing fails: n goes through the loop's step once the finishing
- * task is retired, and takes its stack. */
-static bool direct_bind_stack(corio_task_t *n)
-{
-    corio_stack_pool_t *pool = &n->fut.loop->stacks;
-    if (!corio__stack_take_pooled(pool, &n->coro.stack) &&
-        corio__stack_get(pool, 0, &n->coro.stack) < 0)
-        return false;
-    corio__coro_create_inherit(&n->coro, task_entry, n);
-    return true;
-}
 
 static void task_step(void *arg)
 {
@@ -382,7 +377,10 @@ static corio_task_t *take_direct_next(corio_task_t *t, bool finishing)
     corio_task_t *n = h->arg;
     if (n == t || (!n->started && !finishing))
         return NULL;
-    if (!n->started && !n->coro.stack.map && !direct_bind_stack(n))
+    /* A new task needs a stack, this one's being still in use. If none can
+     * be had, nothing fails: n goes through the loop's step once t is
+     * retired, and takes t's. */
+    if (!n->started && !n->coro.stack.map && bind_lazy_stack(n) < 0)
         return NULL;
     if (!take_switch(loop))
         return NULL;
