@@ -116,7 +116,7 @@ static inline bool corio__stack_take_pooled(corio_stack_pool_t *p, corio_stack_t
     *out = p->free[--p->nfree];
     return true;
 }
-/* Idle stacks the pool keeps at most. */
+/* Idle stacks the pool keeps at most; more are unmapped. */
 #define CORIO_STACK_POOL_MAX 4096
 /* Pools a default-sized stack when the pool has room already; otherwise
  * corio__stack_put decides. */

@@ -16,8 +16,6 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
-/* Stacks kept for reuse per loop; more are unmapped. */
-#define STACK_POOL_MAX CORIO_STACK_POOL_MAX
 
 void corio__stack_pool_init(corio_stack_pool_t *p)
 {
@@ -97,22 +95,17 @@ void corio__stack_put(corio_stack_pool_t *p, corio_stack_t *s)
     if (!s->map)
         return; /* never bound (its mapping failed): nothing to pool */
     p->exhausted = false;
-    if (s->size == CORIO_DEFAULT_STACK_SIZE && p->nfree < STACK_POOL_MAX) {
-        if (p->nfree == p->cap) {
-            size_t cap = p->cap ? p->cap * 2 : 64;
-            corio_stack_t *n = realloc(p->free, cap * sizeof *n);
-            if (n) {
-                p->free = n;
-                p->cap = cap;
-            }
-        }
-        if (p->nfree < p->cap) {
-            p->free[p->nfree++] = *s;
-            s->map = NULL;
-            return;
+    if (s->size == CORIO_DEFAULT_STACK_SIZE && p->nfree < CORIO_STACK_POOL_MAX &&
+        p->nfree == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        corio_stack_t *n = realloc(p->free, cap * sizeof *n);
+        if (n) {
+            p->free = n;
+            p->cap = cap;
         }
     }
-    stack_unmap(s);
+    if (!corio__stack_put_pooled(p, s))
+        stack_unmap(s);
 }
 
 bool corio__stack_guard_hit(const corio_stack_t *s, const void *addr)
