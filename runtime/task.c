@@ -127,12 +127,23 @@ static bool task_bind_stack(corio_task_t *t)
     return true;
 }
 
+/* A lazy task's first step: cancelled before it started, it ends without a
+ * stack or a coroutine; otherwise it gets its stack. False: it is done. */
+static bool task_prepare_first_step(corio_task_t *t)
+{
+    if (t->cancel_requests) {
+        task_finish(t, -ECANCELED);
+        task_retire(t);
+        return false;
+    }
+    return task_bind_stack(t);
+}
 
 static void task_step(void *arg)
 {
     corio_task_t *t = arg;
     corio_loop_t *loop = t->fut.loop;
-    if (corio_unlikely(!t->coro.stack.map) && !task_bind_stack(t))
+    if (corio_unlikely(!t->coro.stack.map) && !task_prepare_first_step(t))
         return;
     loop->current = t;
     corio__coro_switch(&loop->main_coro, &t->coro, false);
@@ -380,7 +391,7 @@ static corio_task_t *take_direct_next(corio_task_t *t, bool finishing)
     /* A new task needs a stack, this one's being still in use. If none can
      * be had, nothing fails: n goes through the loop's step once t is
      * retired, and takes t's. */
-    if (!n->started && !n->coro.stack.map && bind_lazy_stack(n) < 0)
+    if (!n->started && !n->coro.stack.map && (n->cancel_requests || bind_lazy_stack(n) < 0))
         return NULL;
     if (!take_switch(loop))
         return NULL;
