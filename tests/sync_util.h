@@ -27,6 +27,11 @@ static inline intptr_t run_main(corio_task_fn fn, void *arg)
     return rc;
 }
 
+/* How far ahead a test sets a deadline that must still be armed after it
+ * spawned and started a few tasks: under ThreadSanitizer a new coroutine
+ * costs milliseconds on a machine with slow page faults. */
+#define AHEAD (200 * MS)
+
 static inline corio_task_t *spawn(corio_task_fn fn, void *arg)
 {
     corio_task_t *t;

@@ -307,7 +307,7 @@ static intptr_t nest_parent(void *arg)
 static intptr_t nested_main(void *arg)
 {
     const nest_spec_t *spec = &nest_specs[(intptr_t)arg];
-    nest_t n = {.T = corio_now() + 30 * MS, .spec = spec,
+    nest_t n = {.T = corio_now() + AHEAD, .spec = spec,
                 .inner_slow = {30 * SEC, 1, false, false},
                 .outer_slow = {30 * SEC, 2, false, false}};
     corio_task_t *p = spawn(nest_parent, &n);

@@ -274,7 +274,7 @@ static intptr_t timeout_get_main(void *arg)
     int order = (int)(intptr_t)arg;
     corio_queue_t *q;
     corio_queue_new(&q, CORIO_QUEUE_FIFO, 0);
-    int64_t T = corio_now() + 20 * MS;
+    int64_t T = corio_now() + AHEAD;
     qarg_t a = {q, 0, T, {0}};
     if (order == 0)
         at(T, put_cb, q);

@@ -140,7 +140,7 @@ static intptr_t lock_timeout_main(void *arg)
     corio_lock_t l;
     corio_lock_init(&l);
     CHECK_EQ(corio_lock_acquire(&l), 0);
-    int64_t T = corio_now() + 20 * MS;
+    int64_t T = corio_now() + AHEAD;
     lock_user_t a = {&l, 1, NULL, NULL, false, T};
     lock_user_t b = {&l, 2, NULL, NULL, false, CORIO_NEVER};
     if (order == 0)
