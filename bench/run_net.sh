@@ -3,7 +3,9 @@
 #  1. echo round trips per second with 1, 50 and 1000 connections, and the
 #     server's CPU time per round trip, for corio's examples/echo_server, a
 #     libuv echo server (bench/uv_echo.c) and a plain epoll server
-#     (bench/epoll_echo.c), all driven by the same client
+#     (bench/epoll_echo.c), all driven by the same client; with one
+#     connection also a busy-polling epoll server (epoll_echo_spin), the
+#     bound for servers that answer faster by never sleeping
 #     (bench/bench_echo_client.c);
 #  2. examples/http_server against nginx (one worker process) with wrk on a
 #     small file.
@@ -72,6 +74,13 @@ if [ -x "$build/bench/uv_echo" ]; then
 else
     echo "# libuv echo server not built (libuv1-dev missing): skipped" >&2
 fi
+if [ -x "$build/bench/epoll_echo_spin" ]; then
+    echo_servers[epoll_spin]="$build/bench/epoll_echo_spin 0"
+    order+=(epoll_spin)
+fi
+# The busy-polling server runs with one connection only: it is the
+# reference for that case, and with more it only burns a core.
+serves() { [ "$1" != epoll_spin ] || [ "$2" = 1 ]; }
 for extra in ${EXTRA_ECHO:-}; do
     echo_servers[${extra%%=*}]="${extra#*=} 0"
     order+=("${extra%%=*}")
@@ -81,6 +90,7 @@ echo "# echo: $runs runs of ${secs}s each, 64-byte messages, server on CPU $srv_
 for conns in $conn_counts; do
     for r in $(seq "$runs"); do
         for name in "${order[@]}"; do
+            serves "$name" "$conns" || continue
             # shellcheck disable=SC2086
             start ${echo_servers[$name]}
             out=$(pin $cli_cpu "$client" "$SPORT" "$conns" "$secs" 64 "$SPID")
@@ -90,6 +100,7 @@ for conns in $conn_counts; do
         done
     done
     for name in "${order[@]}"; do
+        serves "$name" "$conns" || continue
         rtt=$(median <"$tmp/rtt.$name.$conns")
         cpu=$(median <"$tmp/cpu.$name.$conns")
         echo "$rtt" >"$tmp/m.rtt.$name.$conns"
@@ -105,6 +116,7 @@ for conns in $conn_counts; do
     c_cpu=$(cat "$tmp/m.cpu.corio.$conns")
     for name in "${order[@]}"; do
         [ "$name" = corio ] && continue
+        serves "$name" "$conns" || continue
         o_rtt=$(cat "$tmp/m.rtt.$name.$conns")
         o_cpu=$(cat "$tmp/m.cpu.$name.$conns")
         awk -v a="$c_rtt" -v b="$o_rtt" -v n="$name" -v c="$conns" \
