@@ -17,6 +17,7 @@
 #include "executor_internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,8 +189,11 @@ static bool spin_for_jobs(thread_pool_t *p)
         got = atomic_load_explicit(&p->inbox, memory_order_relaxed) != NULL ||
               atomic_load_explicit(&p->shutdown, memory_order_relaxed);
         cpu_relax();
-        if (i % 64 == 0 && corio_now() > end)
-            break;
+        if (i % 64 == 0) {
+            if (corio_now() > end)
+                break;
+            sched_yield(); /* a submitter sharing this CPU goes first */
+        }
     }
     pthread_mutex_lock(&p->mu);
     return got;
