@@ -62,7 +62,7 @@ int main(int argc, char **argv)
     static char buf[65536];
     struct epoll_event evs[256];
     for (;;) {
-        #ifdef BUSY_POLL
+#ifdef BUSY_POLL
         int n = epoll_wait(ep, evs, 256, 0);
 #else
         int n = epoll_wait(ep, evs, 256, -1);

@@ -3,10 +3,10 @@
 #  1. echo round trips per second with 1, 50 and 1000 connections, and the
 #     server's CPU time per round trip, for corio's examples/echo_server, a
 #     libuv echo server (bench/uv_echo.c) and a plain epoll server
-#     (bench/epoll_echo.c), all driven by the same client; with one
-#     connection also a busy-polling epoll server (epoll_echo_spin), the
-#     bound for servers that answer faster by never sleeping
-#     (bench/bench_echo_client.c);
+#     (bench/epoll_echo.c), all driven by the same client
+#     (bench/bench_echo_client.c); with one connection also a busy-polling
+#     epoll server (epoll_echo_spin), the bound for servers that answer
+#     faster by never sleeping;
 #  2. examples/http_server against nginx (one worker process) with wrk on a
 #     small file.
 # Servers run on CPU 0 and the load generators on CPU 1 (taskset), so the

@@ -116,27 +116,18 @@ static int bind_lazy_stack(corio_task_t *t)
     return rc;
 }
 
-static bool task_bind_stack(corio_task_t *t)
+/* A lazy task's first step. Cancelled before it started, it ends without a
+ * stack or a coroutine; without a stack to be had, it ends failed. False:
+ * it is done. */
+static bool task_prepare_first_step(corio_task_t *t)
 {
-    int rc = bind_lazy_stack(t);
+    int rc = t->cancel_requests ? -ECANCELED : bind_lazy_stack(t);
     if (rc < 0) {
         task_finish(t, rc);
         task_retire(t);
         return false;
     }
     return true;
-}
-
-/* A lazy task's first step: cancelled before it started, it ends without a
- * stack or a coroutine; otherwise it gets its stack. False: it is done. */
-static bool task_prepare_first_step(corio_task_t *t)
-{
-    if (t->cancel_requests) {
-        task_finish(t, -ECANCELED);
-        task_retire(t);
-        return false;
-    }
-    return task_bind_stack(t);
 }
 
 static void task_step(void *arg)

@@ -38,6 +38,13 @@ static int wait_for_gate(const corio_value_t *arg, corio_value_t *result)
     return 0;
 }
 
+/* A gate path of this test process's own, not yet open. */
+static void closed_gate(char *path, size_t size)
+{
+    snprintf(path, size, "/tmp/corio-gate-%d", (int)getpid());
+    unlink(path);
+}
+
 static void open_gate(const char *path)
 {
     int fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -229,8 +236,7 @@ static void test_map_order_chunksizes(void)
 static void test_huge_argument_and_result(void)
 {
     char gate[64];
-    snprintf(gate, sizeof gate, "/tmp/corio-gate-%d", (int)getpid());
-    unlink(gate);
+    closed_gate(gate, sizeof gate);
     corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
     corio_value_t g = {gate, strlen(gate)};
     corio_future_t *busy[2];
@@ -648,8 +654,7 @@ static void test_worker_dies_during_large_write(void)
 static void test_shutdown_cancel_and_submit_after(void)
 {
     char gate[64];
-    snprintf(gate, sizeof gate, "/tmp/corio-gate-%d", (int)getpid());
-    unlink(gate);
+    closed_gate(gate, sizeof gate);
     corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
     corio_future_t *run, *q[5];
     CHECK_EQ(corio_executor_submit(ex, wait_for_gate, (corio_value_t){gate, strlen(gate)}, &run),
