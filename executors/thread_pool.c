@@ -163,7 +163,8 @@ static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
 
 /* How long a worker out of short jobs watches the inbox before it sleeps:
  * the next tiny job usually comes within it, and a futex sleep plus its
- * wake-up costs several microseconds on each side (more in a VM). */
+ * wake-up costs several microseconds on each side (more in a VM). It
+ * yields now and then, for a submitter that may share its CPU. */
 #define SPIN_NS 20000
 
 static inline void cpu_relax(void)
