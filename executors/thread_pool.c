@@ -15,6 +15,7 @@
  * queued wakes one idle peer, so sleeping workers join per batch, not per
  * task. Long tasks wake a worker for every job, as Python does. */
 #include "executor_internal.h"
+#include "futex.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -167,15 +168,6 @@ static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
  * yields now and then, for a submitter that may share its CPU. */
 #define SPIN_NS 20000
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* Lock held on entry and exit; released while spinning. True when the
  * inbox got a job. The worker still counts as awake meanwhile (not in
  * nidle), so submitters neither wake it nor start another for short jobs. */
@@ -189,7 +181,7 @@ static bool spin_for_jobs(thread_pool_t *p)
     for (int i = 1; !got; i++) {
         got = atomic_load_explicit(&p->inbox, memory_order_relaxed) != NULL ||
               atomic_load_explicit(&p->shutdown, memory_order_relaxed);
-        cpu_relax();
+        corio__cpu_relax();
         if (i % 64 == 0) {
             if (corio_now() > end)
                 break;

@@ -15,13 +15,13 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline);
 static inline void lock(corio_future_t *f)
 {
     if (f->threadsafe)
-        pthread_mutex_lock(&corio__future_sync(f)->mu);
+        corio__flock_lock(&corio__future_sync(f)->lock);
 }
 
 static inline void unlock(corio_future_t *f)
 {
     if (f->threadsafe)
-        pthread_mutex_unlock(&corio__future_sync(f)->mu);
+        corio__flock_unlock(&corio__future_sync(f)->lock);
 }
 
 static inline uint8_t load_state(const corio_future_t *f)
@@ -83,13 +83,8 @@ int corio_future_new_threadsafe(corio_future_t **out)
     corio_future_t *f = &tf->f;
     corio__future_init(f, NULL);
     f->threadsafe = true;
-    corio_future_sync_t *s = &tf->sync;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    atomic_init(&tf->sync.lock.word, 0);
+    atomic_init(&tf->sync.done, CORIO_FLAG_UNSET);
     *out = f;
     return 0;
 }
@@ -142,10 +137,6 @@ void corio__future_release_storage(corio_future_t *f)
         free(f->value.ptr); /* bytes, or the error's message */
     if (f->cbs)
         free(f->cbs);
-    if (f->threadsafe) {
-        pthread_mutex_destroy(&corio__future_sync(f)->mu);
-        pthread_cond_destroy(&corio__future_sync(f)->cv);
-    }
 }
 
 void corio_future_unref(corio_future_t *f)
@@ -476,10 +467,10 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
         return 0;
     }
     corio_waiter_t *waiters = set_outcome(f, state, error, error ? (corio_value_t){copy, 0} : v);
-    pthread_cond_broadcast(&corio__future_sync(f)->cv);
     /* Keep f alive while callbacks, which may drop the last reference, run. */
     corio_future_ref(f);
     unlock(f);
+    corio__flag_set(&corio__future_sync(f)->done); /* threads blocked in corio_await */
     wake_waiters(f, waiters);
     run_threadsafe_callbacks(f);
     corio_future_unref(f);
@@ -655,17 +646,8 @@ static __attribute__((noinline)) int block_thread(corio_future_t *f, int64_t tim
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     struct timespec ts = {deadline / CORIO_NS_PER_SEC, deadline % CORIO_NS_PER_SEC};
-    int rc = 0;
-    lock(f);
-    while (load_state(f) < CORIO_FUTURE_FINISHED && rc != ETIMEDOUT) {
-        if (deadline == CORIO_NEVER)
-            pthread_cond_wait(&corio__future_sync(f)->cv, &corio__future_sync(f)->mu);
-        else
-            rc = pthread_cond_timedwait(&corio__future_sync(f)->cv, &corio__future_sync(f)->mu, &ts);
-    }
-    bool done = load_state(f) >= CORIO_FUTURE_FINISHED;
-    unlock(f);
-    return done ? corio_future_result(f, out) : -ETIMEDOUT;
+    int rc = corio__flag_wait(&corio__future_sync(f)->done, deadline == CORIO_NEVER ? NULL : &ts);
+    return rc == 0 ? corio_future_result(f, out) : rc;
 }
 
 /* corio_future_result of a done loop future (no lock to take). */

@@ -3,6 +3,7 @@
 #define CORIO_INTERNAL_H
 
 #include "corio.h"
+#include "futex.h"
 
 #include <liburing.h>
 #include <pthread.h>
@@ -183,8 +184,8 @@ typedef struct corio_done_cb {
 } corio_done_cb_t;
 
 typedef struct corio_future_sync {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    corio_flock_t lock;
+    _Atomic uint32_t done; /* a futex flag (futex.h): blocked threads sleep on it */
 } corio_future_sync_t;
 
 struct corio_future {
