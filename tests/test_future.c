@@ -386,6 +386,71 @@ static void *race_canceller(void *arg)
     }
 }
 
+/* Several threads blocked on one future, some with deadlines, while others
+ * add callbacks under its lock: every sleeper wakes with the value (or its
+ * own timeout), and every callback runs exactly once. */
+enum { SLEEPERS = 4, ADDERS = 3, ADDS_EACH = 2000 };
+static atomic_int cb_runs;
+
+static void count_run(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    atomic_fetch_add(&cb_runs, 1);
+}
+
+typedef struct sleeper {
+    corio_future_t *f;
+    int64_t timeout_ns;
+    int rc;
+    intptr_t value;
+} sleeper_t;
+
+static void *sleep_on(void *arg)
+{
+    sleeper_t *s = arg;
+    corio_value_t v = {0};
+    s->rc = corio_await_timeout(s->f, s->timeout_ns, &v);
+    s->value = s->rc == 0 ? corio_value_as_int(v) : 0;
+    return NULL;
+}
+
+static void *add_callbacks(void *arg)
+{
+    for (int i = 0; i < ADDS_EACH; i++)
+        CHECK_EQ(corio_future_add_done_callback(arg, count_run, NULL), 0);
+    return NULL;
+}
+
+static void many_threads_on_one_future(void)
+{
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    sleeper_t s[SLEEPERS];
+    pthread_t st[SLEEPERS], at[ADDERS];
+    for (int i = 0; i < SLEEPERS; i++) {
+        /* One gives up long before the outcome; the rest wait it out. */
+        int64_t timeout = i == 0 ? 2 * CORIO_NS_PER_MS : i == 1 ? -1 : 30 * CORIO_NS_PER_SEC;
+        s[i] = (sleeper_t){.f = f, .timeout_ns = timeout};
+        pthread_create(&st[i], NULL, sleep_on, &s[i]);
+    }
+    for (int i = 0; i < ADDERS; i++)
+        pthread_create(&at[i], NULL, add_callbacks, f);
+    pthread_join(st[0], NULL);
+    CHECK_EQ(s[0].rc, -ETIMEDOUT);
+    usleep(20000); /* the others asleep on the flag, most likely */
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(5)), 0);
+    for (int i = 1; i < SLEEPERS; i++) {
+        pthread_join(st[i], NULL);
+        CHECK_EQ(s[i].rc, 0);
+        CHECK_EQ(s[i].value, 5);
+    }
+    for (int i = 0; i < ADDERS; i++)
+        pthread_join(at[i], NULL);
+    CHECK_EQ(atomic_load(&cb_runs), ADDERS * ADDS_EACH);
+    corio_future_unref(f);
+}
+
 static void cancel_races_set_running(void)
 {
     pthread_t th;
@@ -430,4 +495,5 @@ TEST_MAIN(CASE(states_and_outcomes), CASE(bytes_are_owned_by_the_future),
           CASE(fallible_callbacks_removed_or_never_run),
           CASE(blocking_wait_outside_coroutine), CASE(await_threadsafe_from_coroutine),
           CASE(await_loop_future),
-          CASE(expiring_await_leaves_no_waiter), CASE(cancel_races_set_running))
+          CASE(expiring_await_leaves_no_waiter), CASE(many_threads_on_one_future),
+          CASE(cancel_races_set_running))
