@@ -193,8 +193,10 @@ struct corio_future {
     _Atomic uint8_t state;
     bool retrieved;
     bool is_task;
-    bool threadsafe; /* a corio_ts_future_t: locked, callbacks in the completing thread */
-    bool shared_refs; /* a loop future another thread may release: atomic counts */
+    /* Set before the future is shared, so packing them races with nothing;
+     * with the bytes above they fill one word. */
+    bool threadsafe : 1; /* a corio_ts_future_t: locked, callbacks in the completing thread */
+    bool shared_refs : 1; /* a loop future another thread may release: atomic counts */
     int error;
     uint32_t ncb;        /* callbacks: cb0, then cbs[0..ncb-2] */
     corio_value_t value; /* the result; with error set, {message or NULL, 0} */
