@@ -77,7 +77,7 @@ int corio_future_new_threadsafe(corio_future_t **out)
 {
     if (!out)
         return -EINVAL;
-    corio_ts_future_t *tf = malloc(sizeof *tf);
+    corio_ts_future_t *tf = corio__ts_future_alloc();
     if (!tf)
         return -ENOMEM;
     corio_future_t *f = &tf->f;
@@ -148,7 +148,10 @@ void corio_future_unref(corio_future_t *f)
         return;
     }
     corio__future_release_storage(f);
-    free(f);
+    if (f->threadsafe)
+        corio__ts_future_dealloc((corio_ts_future_t *)f);
+    else
+        free(f);
 }
 
 /* ---- callbacks ------------------------------------------------------------- */

@@ -222,6 +222,10 @@ typedef struct corio_ts_future {
     corio_future_sync_t sync;
 } corio_ts_future_t;
 
+/* Records for thread-safe futures (future_arena.c), from any thread. */
+corio_ts_future_t *corio__ts_future_alloc(void);
+void corio__ts_future_dealloc(corio_ts_future_t *tf);
+
 static inline corio_future_sync_t *corio__future_sync(corio_future_t *f)
 {
     return &((corio_ts_future_t *)f)->sync;
@@ -292,6 +296,9 @@ typedef struct corio_task_arena corio_task_arena_t;
 #define CORIO_TASK_CHUNK_SIZE ((size_t)2 << 20)
 /* A record rounded up to whole cache lines. */
 #define CORIO_TASK_RECORD_SIZE ((sizeof(corio_task_t) + 63) & ~(size_t)63)
+/* A CORIO_TASK_CHUNK_SIZE-aligned mapping of that size, so that a record
+ * finds its chunk by masking; huge asks for transparent huge pages. */
+void *corio__map_chunk(bool huge);
 int corio__task_arena_new(corio_loop_t *loop);
 void corio__task_arena_close(corio_loop_t *loop);
 corio_task_t *corio__task_alloc(corio_loop_t *loop);

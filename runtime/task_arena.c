@@ -85,10 +85,7 @@ static void arena_destroy(corio_task_arena_t *a)
     free(a);
 }
 
-#ifndef CORIO_ASAN
-
-/* A CHUNK_SIZE-aligned mapping, so a record finds its chunk by masking. */
-static void *map_aligned_chunk(void)
+void *corio__map_chunk(bool huge)
 {
     size_t span = 2 * CHUNK_SIZE;
     char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -100,16 +97,19 @@ static void *map_aligned_chunk(void)
     char *end = start + CHUNK_SIZE;
     if (p + span > end)
         munmap(end, (size_t)(p + span - end));
+    if (huge)
+        madvise(start, CHUNK_SIZE, MADV_HUGEPAGE);
     return start;
 }
 
+#ifndef CORIO_ASAN
+
 static int arena_grow(corio_task_arena_t *a)
 {
-    chunk_header_t *c = map_aligned_chunk();
+    /* Huge pages after the first chunk: a loop that outgrew one spawns in bulk. */
+    chunk_header_t *c = corio__map_chunk(a->chunks != NULL);
     if (!c)
         return -ENOMEM;
-    if (a->chunks) /* a loop that outgrew one chunk spawns in bulk */
-        madvise(c, CHUNK_SIZE, MADV_HUGEPAGE);
     c->arena = a;
     c->next = a->chunks;
     a->chunks = c;
@@ -117,7 +117,6 @@ static int arena_grow(corio_task_arena_t *a)
     a->bump_end = (char *)c + CHUNK_SIZE;
     return 0;
 }
-
 
 static free_record_t *take_remote(corio_task_arena_t *a)
 {
