@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -373,11 +374,19 @@ static int read_some(proc_worker_t *w)
 static int start_fork(process_pool_t *p, int parent_sock, int child_sock, pid_t *pid)
 {
     int keep[2] = {child_sock, p->lifeline[0]};
+    /* Output buffered before the fork would be written again by the worker
+     * when it exits (it flushes what its tasks print), as Python avoids by
+     * flushing first. Purged in the child too: another thread may print
+     * between the flush and the fork. */
+    fflush(stdout);
+    fflush(stderr);
     *pid = fork();
     if (*pid < 0)
         return -errno;
     if (*pid > 0)
         return 0;
+    __fpurge(stdout);
+    __fpurge(stderr);
     /* The child: drop the parent's ends, so only the parent holds them. */
     close(parent_sock);
     close(p->lifeline[1]);

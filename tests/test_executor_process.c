@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -18,6 +20,14 @@
 #include <unistd.h>
 
 /* ---- tasks (static on purpose: named by offset in the worker) ------------- */
+
+static int print_marker(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    *result = corio_value_int(0);
+    printf("printed-by-task\n"); /* buffered: the worker flushes it on exit */
+    return 0;
+}
 
 static int get_pid(const corio_value_t *arg, corio_value_t *result)
 {
@@ -177,6 +187,41 @@ static void test_spawn_basic(void)
 static void test_fork_basic(void)
 {
     basic(CORIO_START_FORK);
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Forked workers must not write out again what the parent had buffered,
+ * while what their tasks print still reaches stdout. */
+static void test_fork_does_not_repeat_buffered_output(void)
+{
+    char path[] = "/tmp/corio-fork-out-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    fflush(stdout);
+    int saved = dup(1);
+    CHECK(dup2(fd, 1) == 1);
+    printf("buffered-by-parent\n");
+    corio_executor_t *ex = process_pool(2, CORIO_START_FORK);
+    corio_future_t *f = submit_int(ex, print_marker, 0);
+    CHECK_EQ(result_int(f), 0);
+    corio_future_unref(f);
+    corio_executor_free(ex);
+    fflush(stdout);
+    CHECK(dup2(saved, 1) == 1);
+    close(saved);
+    char buf[4096] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) > 0);
+    close(fd);
+    CHECK_EQ(count_in(buf, "buffered-by-parent"), 1);
+    CHECK_EQ(count_in(buf, "printed-by-task"), 1);
 }
 
 static void test_dlopen_function_refused(void)
@@ -729,6 +774,7 @@ static void test_pool_created_beside_default_pool(void)
 }
 
 TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
+          CASE_T(test_fork_does_not_repeat_buffered_output, 60),
           CASE(test_dlopen_function_refused), CASE_T(test_map_order_chunksizes, 60),
           CASE_T(test_huge_argument_and_result, 120), CASE_T(test_killed_worker_replaced, 60),
           CASE_T(test_crash_exit_and_error_told_apart, 60),
