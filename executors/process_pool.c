@@ -375,11 +375,10 @@ static int start_fork(process_pool_t *p, int parent_sock, int child_sock, pid_t 
 {
     int keep[2] = {child_sock, p->lifeline[0]};
     /* Output buffered before the fork would be written again by the worker
-     * when it exits (it flushes what its tasks print), as Python avoids by
-     * flushing first. Purged in the child too: another thread may print
-     * between the flush and the fork. */
-    fflush(stdout);
-    fflush(stderr);
+     * when it exits (it flushes every stream its tasks may have written),
+     * as Python avoids by flushing first. stdout and stderr are purged in
+     * the child too: another thread may print between flush and fork. */
+    fflush(NULL);
     *pid = fork();
     if (*pid < 0)
         return -errno;

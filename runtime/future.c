@@ -650,6 +650,9 @@ static __attribute__((noinline)) int block_thread(corio_future_t *f, int64_t tim
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     struct timespec ts = {deadline / CORIO_NS_PER_SEC, deadline % CORIO_NS_PER_SEC};
     int rc = corio__flag_wait(&corio__future_sync(f)->done, deadline == CORIO_NEVER ? NULL : &ts);
+    /* The outcome is stored under the lock and the flag set after it. */
+    if (rc == -ETIMEDOUT && load_state(f) >= CORIO_FUTURE_FINISHED)
+        rc = 0;
     return rc == 0 ? corio_future_result(f, out) : rc;
 }
 

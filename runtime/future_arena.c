@@ -7,9 +7,9 @@
  * task arena's do. Futures are made and dropped on any thread, so the
  * arena is one per process, behind a futex lock that is held for a few
  * stores. When the last record comes back, every chunk but the first (on
- * small pages, kept warm) is unmapped: a burst's memory goes back to the
- * system once its futures are gone. Under AddressSanitizer records are
- * plain malloc blocks, so that use after free is still caught. */
+ * small pages, kept warm) and one spare is unmapped: a burst's memory goes
+ * back to the system once its futures are gone. Under AddressSanitizer
+ * records are plain malloc blocks, so that use after free is still caught. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -32,16 +32,21 @@ static struct {
     corio_flock_t lock;
     free_record_t *free;
     char *bump, *bump_end;
-    chunk_t *chunks; /* newest first; the last is the first mapped */
+    chunk_t *first; /* on small pages, never unmapped */
+    chunk_t *extra; /* the burst's chunks after the first, newest first */
+    chunk_t *spare; /* one kept from the last burst, for the next */
     long live;
 } arena;
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* A child forked while another thread held the lock would wait forever. */
+/* A child forked while another thread held the lock would wait forever.
+ * Registered at load, not on first use: a pthread_once that a fork
+ * interrupts could register the handlers twice in the child. */
 static void fork_prepare(void) { corio__flock_lock(&arena.lock); }
 static void fork_release(void) { corio__flock_unlock(&arena.lock); }
-static void register_atfork(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+__attribute__((constructor)) static void register_atfork(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
 
 static void carve_from(chunk_t *c)
 {
@@ -51,32 +56,34 @@ static void carve_from(chunk_t *c)
 
 static bool grow(void)
 {
-    chunk_t *c = corio__map_chunk(arena.chunks != NULL);
-    if (!c)
+    chunk_t *c = arena.spare;
+    arena.spare = NULL;
+    if (!c && !(c = corio__map_chunk(arena.first != NULL)))
         return false;
-    c->next = arena.chunks;
-    arena.chunks = c;
+    if (!arena.first) {
+        arena.first = c;
+    } else {
+        c->next = arena.extra;
+        arena.extra = c;
+    }
     carve_from(c);
     return true;
 }
 
-/* Every record is back: all chunks but the first go, and it is carved anew. */
-static void release_burst(void)
+/* Every record is back: the first chunk is carved anew, one other is kept
+ * for the next burst, and the rest are returned for unmapping. */
+static chunk_t *end_burst(void)
 {
-    chunk_t *c = arena.chunks;
-    while (c->next) {
-        chunk_t *next = c->next;
-        munmap(c, CORIO_TASK_CHUNK_SIZE);
-        c = next;
-    }
-    arena.chunks = c;
+    chunk_t *rest = arena.extra->next;
+    arena.spare = arena.extra;
+    arena.extra = NULL;
     arena.free = NULL;
-    carve_from(c);
+    carve_from(arena.first);
+    return rest;
 }
 
 corio_ts_future_t *corio__ts_future_alloc(void)
 {
-    pthread_once(&atfork_once, register_atfork);
     corio__flock_lock(&arena.lock);
     void *r = arena.free;
     if (r) {
@@ -93,12 +100,18 @@ corio_ts_future_t *corio__ts_future_alloc(void)
 void corio__ts_future_dealloc(corio_ts_future_t *tf)
 {
     free_record_t *r = (free_record_t *)tf;
+    chunk_t *unmap = NULL;
     corio__flock_lock(&arena.lock);
     r->next = arena.free;
     arena.free = r;
-    if (--arena.live == 0 && arena.chunks->next)
-        release_burst();
+    if (--arena.live == 0 && arena.extra)
+        unmap = end_burst();
     corio__flock_unlock(&arena.lock);
+    while (unmap) { /* outside the lock: other threads go on meanwhile */
+        chunk_t *next = unmap->next;
+        munmap(unmap, CORIO_TASK_CHUNK_SIZE);
+        unmap = next;
+    }
 }
 
 #else

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -208,7 +209,9 @@ static void test_fork_does_not_repeat_buffered_output(void)
     fflush(stdout);
     int saved = dup(1);
     CHECK(dup2(fd, 1) == 1);
+    setvbuf(stdout, NULL, _IOFBF, BUFSIZ); /* line-buffered on a terminal */
     printf("buffered-by-parent\n");
+    CHECK(__fpending(stdout) > 0); /* still in the buffer at the fork */
     corio_executor_t *ex = process_pool(2, CORIO_START_FORK);
     corio_future_t *f = submit_int(ex, print_marker, 0);
     CHECK_EQ(result_int(f), 0);
