@@ -14,13 +14,13 @@ int corio__suspend(corio_waiter_t *w, int64_t deadline);
 
 static inline void lock(corio_future_t *f)
 {
-    if (f->threadsafe)
+    if (corio__future_threadsafe(f))
         corio__flock_lock(&corio__future_sync(f)->lock);
 }
 
 static inline void unlock(corio_future_t *f)
 {
-    if (f->threadsafe)
+    if (corio__future_threadsafe(f))
         corio__flock_unlock(&corio__future_sync(f)->lock);
 }
 
@@ -43,7 +43,7 @@ static void loop_link(corio_loop_future_t *lf)
  * futures are on none, nor is anything once the loop closed. */
 static void loop_unlink(corio_future_t *f)
 {
-    if (!f->loop || f->is_task || f->threadsafe)
+    if (!f->loop || f->is_task || corio__future_threadsafe(f))
         return;
     corio_loop_future_t *lf = (corio_loop_future_t *)f;
     if (lf->lprev)
@@ -82,7 +82,7 @@ int corio_future_new_threadsafe(corio_future_t **out)
         return -ENOMEM;
     corio_future_t *f = &tf->f;
     corio__future_init(f, NULL);
-    f->threadsafe = true;
+    f->kind = CORIO_FK_THREADSAFE;
     atomic_init(&tf->sync.lock.word, 0);
     atomic_init(&tf->sync.done, CORIO_FLAG_UNSET);
     *out = f;
@@ -148,7 +148,7 @@ void corio_future_unref(corio_future_t *f)
         return;
     }
     corio__future_release_storage(f);
-    if (f->threadsafe)
+    if (corio__future_threadsafe(f))
         corio__ts_future_dealloc((corio_ts_future_t *)f);
     else
         free(f);
@@ -258,7 +258,7 @@ int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *ar
     unlock(f);
     if (rc < 0 || !done)
         return rc;
-    if (f->threadsafe) {
+    if (corio__future_threadsafe(f)) {
         /* A callback may drop the caller's last reference. */
         corio_future_ref(f);
         run_threadsafe_callbacks(f);
@@ -295,12 +295,12 @@ void corio_future_set_callback_error_handler(corio_error_handler_fn fn, void *ar
 static void report_callback_failure(corio_future_t *f, int code)
 {
     corio_error_context_t ctx = {
-        .message = f->threadsafe ? "an executor future's done-callback failed"
+        .message = corio__future_threadsafe(f) ? "an executor future's done-callback failed"
                            : "a future's done-callback failed",
         .code = code,
         .task_name = f->is_task ? corio_task_name((corio_task_t *)f) : NULL,
     };
-    if (!f->threadsafe) {
+    if (!corio__future_threadsafe(f)) {
         corio_loop_report(f->loop, &ctx);
         return;
     }
@@ -416,7 +416,7 @@ static void wake_waiters(corio_future_t *f, corio_waiter_t *w)
     int code = outcome_code(f);
     while (w) {
         corio_waiter_t *next = w->next; /* w may be gone once woken */
-        if (f->threadsafe)
+        if (corio__future_threadsafe(f))
             corio__wake_threadsafe(w->task->fut.loop, w,
                                    &corio_container_of(w, future_waiter_t, w)->ts_handle, code);
         else
@@ -465,7 +465,7 @@ int corio__future_complete(corio_future_t *f, uint8_t state, int error, const ch
         free(copy);
         return CORIO_EINVALSTATE;
     }
-    if (!f->threadsafe) {
+    if (!corio__future_threadsafe(f)) {
         corio__future_finish_local(f, state, error, error ? (corio_value_t){copy, 0} : v);
         return 0;
     }
@@ -644,7 +644,7 @@ static void waiter_link(corio_future_t *f, future_waiter_t *fw)
 
 static __attribute__((noinline)) int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
-    if (!f->threadsafe)
+    if (!corio__future_threadsafe(f))
         return -EDEADLK; /* would stop the loop that must complete it */
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
@@ -683,7 +683,7 @@ int corio_await_timeout(corio_future_t *f, int64_t timeout_ns, corio_value_t *ou
         return -EINVAL; /* another thread's loop future */
     /* Already done: the outcome, whatever the per-call timeout, unless the
      * task is cancelled or its timeout scope expired (level-triggered). */
-    if (!f->threadsafe && load_state(f) >= CORIO_FUTURE_FINISHED) {
+    if (!corio__future_threadsafe(f) && load_state(f) >= CORIO_FUTURE_FINISHED) {
         if (task->cancel_requests)
             return -ECANCELED;
         int rc = task->scope_deadline == CORIO_NEVER ? 0 : corio__interrupt_pending(CORIO_NEVER);

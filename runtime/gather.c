@@ -258,8 +258,8 @@ int corio_shield(corio_future_t *f, corio_future_t **out)
         return rc;
     /* A thread-safe future's callback may have to drop its reference on
      * outer in the completing thread (no memory for the hop, loop closed). */
-    if (f->threadsafe)
-        outer->shared_refs = true;
+    if (corio__future_threadsafe(f))
+        outer->kind = CORIO_FK_SHARED;
     corio_future_ref(outer); /* the callback's */
     rc = corio_future_add_done_callback(f, shield_cb, outer);
     if (rc < 0) {
