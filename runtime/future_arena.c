@@ -4,9 +4,9 @@
  * and from malloc that is ten megabytes of fresh small pages, a fault each:
  * on a VM, where a fault costs over 10 us, that was a third of the submit
  * path. Here chunks after the first ask for transparent huge pages, as the
- * task arena's do. Futures are made and dropped on any thread, so the
- * arena is one per process, behind a futex lock that is held for a few
- * stores. When the last record comes back, every chunk but the first (on
+ * task arena's do, and only CORIO_FIRST_CHUNK_USE of the first is used.
+ * Futures are made and dropped on any thread, so the arena is one per
+ * process, behind a futex lock that is held for a few stores. When the last record comes back, every chunk but the first (on
  * small pages, kept warm) and one spare is unmapped: a burst's memory goes
  * back to the system once its futures are gone. Under AddressSanitizer
  * records are plain malloc blocks, so that use after free is still caught. */
@@ -51,7 +51,8 @@ __attribute__((constructor)) static void register_atfork(void)
 static void carve_from(chunk_t *c)
 {
     arena.bump = (char *)c + RECORD_SIZE; /* the header takes one record's room */
-    arena.bump_end = (char *)c + CORIO_TASK_CHUNK_SIZE;
+    size_t used = c == arena.first ? CORIO_FIRST_CHUNK_USE : CORIO_TASK_CHUNK_SIZE;
+    arena.bump_end = (char *)c + used;
 }
 
 static bool grow(void)

@@ -305,6 +305,13 @@ const char *corio__task_name_safe(const corio_task_t *t, char buf[32]);
  * loop and then be dropped on any thread. */
 typedef struct corio_task_arena corio_task_arena_t;
 #define CORIO_TASK_CHUNK_SIZE ((size_t)2 << 20)
+/* How much of an arena's first chunk is used. It is on small pages, so
+ * that a program with a few records does not pay 2 MiB of resident memory;
+ * a program that outgrows it makes records in bulk, and every chunk after
+ * it is on huge pages, where one fault maps 2 MiB: on this class of VM 512
+ * small-page faults (a whole first chunk) cost as much as the rest of a
+ * 100,000-task spawn. */
+#define CORIO_FIRST_CHUNK_USE ((size_t)256 << 10)
 /* A record rounded up to whole cache lines. */
 #define CORIO_TASK_RECORD_SIZE ((sizeof(corio_task_t) + 63) & ~(size_t)63)
 /* A CORIO_TASK_CHUNK_SIZE-aligned mapping of that size, so that a record

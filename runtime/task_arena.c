@@ -4,8 +4,9 @@
  * Spawning 100,000 tasks at once touches tens of megabytes of fresh memory,
  * and on this class of machine a 4 KiB page fault costs microseconds. Chunks
  * after the first ask for transparent huge pages, so one fault maps 2 MiB;
- * the first chunk stays on small pages, so a program with a few tasks does
- * not pay 2 MiB of resident memory. A finished record goes back on the free
+ * the first chunk stays on small pages, and only its first
+ * CORIO_FIRST_CHUNK_USE bytes are used, so a program with a few tasks does
+ * not pay 2 MiB of resident memory and a bulk spawner soon gets huge pages. A finished record goes back on the free
  * list and the next spawn takes it, warm in the cache.
  *
  * A task reference may outlive its loop, and once the loop is closed it may
@@ -36,6 +37,7 @@
 typedef struct chunk_header {
     struct corio_task_arena *arena;
     struct chunk_header *next;
+    size_t used; /* bytes carved from: CORIO_FIRST_CHUNK_USE for the first */
 } chunk_header_t;
 
 #define HEADER_SIZE ((sizeof(chunk_header_t) + 63) & ~(size_t)63)
@@ -107,14 +109,16 @@ void *corio__map_chunk(bool huge)
 static int arena_grow(corio_task_arena_t *a)
 {
     /* Huge pages after the first chunk: a loop that outgrew one spawns in bulk. */
-    chunk_header_t *c = corio__map_chunk(a->chunks != NULL);
+    bool first = a->chunks == NULL;
+    chunk_header_t *c = corio__map_chunk(!first);
     if (!c)
         return -ENOMEM;
     c->arena = a;
     c->next = a->chunks;
+    c->used = first ? CORIO_FIRST_CHUNK_USE : CHUNK_SIZE;
     a->chunks = c;
     a->bump = (char *)c + HEADER_SIZE;
-    a->bump_end = (char *)c + CHUNK_SIZE;
+    a->bump_end = (char *)c + c->used;
     return 0;
 }
 
@@ -162,7 +166,7 @@ static char *chunk_end(corio_task_arena_t *a, chunk_header_t *c)
 {
     if (c == a->chunks)
         return a->bump;
-    char *end = (char *)c + CHUNK_SIZE;
+    char *end = (char *)c + c->used;
     return end - (size_t)(end - ((char *)c + HEADER_SIZE)) % RECORD_SIZE;
 }
 
