@@ -41,7 +41,9 @@ typedef struct corio_thread_pool_options {
 
 typedef enum corio_start_method {
     CORIO_START_SPAWN = 0, /* default: re-executes this program (posix_spawn) */
-    CORIO_START_FORK = 1,  /* fork(): unsafe when other threads hold locks */
+    CORIO_START_FORK = 1,  /* fork(): unsafe when other threads hold locks;
+                              stdio is flushed first, so nothing buffered
+                              before the fork is written twice */
 } corio_start_method_t;
 
 typedef struct corio_process_pool_options {
