@@ -38,4 +38,20 @@ meson setup "$work/sp/b" "$work/sp" >/dev/null
 ninja -C "$work/sp/b" >/dev/null
 out=$("$work/sp/b/app")
 [ "$out" = 42 ] || { echo "subproject program printed '$out'"; exit 1; }
-echo "install, pkg-config and subproject: ok"
+# 3. The README's C examples build against the installed library, warning
+# free; the first one runs and prints what its comment says.
+python3 - "$src/README.md" "$work" <<'PY'
+import re, sys
+blocks = re.findall(r"```c\n(.*?)```", open(sys.argv[1]).read(), re.S)
+assert len(blocks) >= 2, "README lost its C examples"
+open(sys.argv[2] + "/readme1.c", "w").write(blocks[0])
+open(sys.argv[2] + "/readme2.c", "w").write(
+    "#include <corio.h>\n" + blocks[1] + "int main(void) { return (int)corio_run(serve, NULL); }\n")
+PY
+for i in 1 2; do
+    cc -std=gnu17 -Wall -Wextra -Werror "$work/readme$i.c" -o "$work/readme$i" \
+        $(pkg-config --cflags --libs corio)
+done
+out=$(LD_LIBRARY_PATH=$libdir "$work/readme1")
+[ "$out" = 6 ] || { echo "README example printed '$out'"; exit 1; }
+echo "install, pkg-config, subproject and README examples: ok"
