@@ -650,7 +650,7 @@ static int readuntil(corio_stream_t *s, const char *sep, size_t seplen, const ch
                               : NULL;
         if (hit) {
             size_t n = (size_t)(hit - (s->rbuf + s->rstart)) + seplen;
-            if (n > s->limit + seplen) {
+            if (n - seplen > s->limit) { /* the separator starts past the limit */
                 rc = CORIO_ELIMITOVERRUN;
             } else {
                 *data = s->rbuf + s->rstart;
@@ -661,7 +661,10 @@ static int readuntil(corio_stream_t *s, const char *sep, size_t seplen, const ch
             break;
         }
         scanned = avail;
-        if (avail > s->limit) {
+        /* No separator found, and none can start within the limit any more
+         * (limit + seplen bytes searched): the same answer however the
+         * bytes arrive. */
+        if (avail >= seplen && avail - seplen >= s->limit) {
             rc = CORIO_ELIMITOVERRUN;
             break;
         }
@@ -673,7 +676,10 @@ static int readuntil(corio_stream_t *s, const char *sep, size_t seplen, const ch
             s->reading = false;
             return rc;
         }
-        ssize_t r = fill(s, s->limit + seplen + 1, deadline);
+        /* Room up to the limit, but a chunk past what is buffered at most:
+         * a big limit is a bound, not an allocation. */
+        size_t want = s->limit < avail + READ_CHUNK ? s->limit + seplen + 1 : avail + READ_CHUNK;
+        ssize_t r = fill(s, want, deadline);
         if (r < 0 && !s->rerr) {
             rc = (int)r;
             s->reading = false;
