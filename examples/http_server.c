@@ -131,10 +131,10 @@ static int decode_path(const char *t, size_t n, char *out, size_t cap)
             if (hi < 0 || lo < 0)
                 return 400;
             c = (char)(hi * 16 + lo);
-            if (c == 0)
-                return 400;
             i += 2;
         }
+        if (c == 0)
+            return 400; /* raw or as %00: a NUL would cut the path short */
         if (o + 1 >= cap)
             return 414;
         out[o++] = c;
