@@ -66,14 +66,14 @@ static void conn_done(corio_future_t *f, void *arg)
     free(c);
 }
 
+/* Takes fd: on failure it is closed, once (by the stream when there is one). */
 static int start_conn(corio_server_t *srv, int fd)
 {
     conn_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    int rc = corio_stream_new(fd, &srv->opts.stream, &c->stream);
+    int rc = c ? corio_stream_new(fd, &srv->opts.stream, &c->stream) : -ENOMEM;
     if (rc < 0) {
         free(c);
+        close(fd);
         return rc;
     }
     c->srv = srv;
@@ -134,7 +134,6 @@ static intptr_t accept_main(void *arg)
         int rc = start_conn(srv, fd);
         if (rc < 0) {
             report(srv, "cannot start a connection handler", rc);
-            close(fd);
             if (corio_sleep(backoff) < 0)
                 break;
         }

@@ -496,6 +496,53 @@ static intptr_t emfile_main(void *arg)
 
 static void emfile_backoff(void) { run(emfile_main); }
 
+/* ---- a handler that cannot start: the connection is closed once -------------------- */
+
+static int g_victim = -1;
+
+/* Runs between the server closing the connection and its next step: a
+ * descriptor opened here takes the number just freed, and must survive. */
+static void grab_freed_fd(corio_loop_t *loop, const corio_error_context_t *ctx, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    if (g_victim < 0 && strstr(ctx->message, "handler"))
+        g_victim = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static intptr_t spawn_fail_main(void *arg)
+{
+    (void)arg;
+    corio_loop_set_error_handler(corio_loop_current(), grab_freed_fd, NULL);
+    corio_server_t *srv;
+    /* No stack this big can be mapped: every handler fails to start. */
+    corio_server_options_t opts = {.stack_size = (size_t)1 << 50, .emfile_backoff_ns = MS};
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, hold, NULL, &opts, &srv), 0);
+    corio_sockaddr_t addr;
+    CHECK_EQ(corio_server_sockname(srv, &addr), 0);
+    int c = corio_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(c >= 0);
+    CHECK_EQ(corio_connect(c, &addr, SOON(1000)), 0);
+    char b;
+    ssize_t r = corio_recv(c, &b, 1, 0, SOON(2000)); /* the server drops it */
+    CHECK(r == 0 || r == -ECONNRESET);
+    CHECK_EQ(corio_sleep(20 * MS), 0);
+    CHECK(g_victim >= 0);
+    CHECK(fcntl(g_victim, F_GETFD) >= 0); /* not closed a second time */
+    corio_server_stats_t ss;
+    corio_server_stats(srv, &ss);
+    CHECK_EQ(ss.accepted, 0);
+    CHECK_EQ(ss.connections, 0);
+    close(g_victim);
+    close(c);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    return 0;
+}
+
+static void handler_spawn_failure(void) { run(spawn_fail_main); }
+
 TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
-          CASE(cancel_deadline_reset), CASE(emfile_backoff))
+          CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure))
