@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 typedef struct conn {
@@ -160,6 +161,13 @@ int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
     *out = NULL;
     corio_loop_t *loop = corio__tls_loop;
     if (!loop)
+        return -EINVAL;
+    /* Anything but a listening socket would fail every accept, forever. */
+    int listening = 0;
+    socklen_t optlen = sizeof listening;
+    if (getsockopt(listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) < 0)
+        return -errno;
+    if (!listening)
         return -EINVAL;
     corio_server_t *srv = calloc(1, sizeof *srv);
     if (!srv)

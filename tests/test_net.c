@@ -98,6 +98,18 @@ static intptr_t addresses_main(void *arg)
              -EADDRINUSE);
     CHECK_EQ(corio_start_server("no.such.host", 0, echo_once, NULL, NULL, &srv),
              -EINVAL);
+    /* Adopting anything but a listening socket is refused, the fd kept. */
+    int pipefd[2];
+    CHECK_EQ(pipe(pipefd), 0);
+    CHECK_EQ(corio_server_adopt(pipefd[0], echo_once, NULL, NULL, &srv), -ENOTSOCK);
+    int idle = corio_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(idle >= 0);
+    CHECK_EQ(corio_server_adopt(idle, echo_once, NULL, NULL, &srv), -EINVAL);
+    CHECK(srv == NULL);
+    CHECK(fcntl(pipefd[0], F_GETFD) >= 0 && fcntl(idle, F_GETFD) >= 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    close(idle);
     close(l);
 
     /* Connecting: a refused port, a bad port, an unknown host. */

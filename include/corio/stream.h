@@ -149,7 +149,9 @@ CORIO_API int corio_start_server(const char *host, int port, corio_client_fn on_
 /* The same on a Unix socket path. */
 CORIO_API int corio_start_unix_server(const char *path, corio_client_fn on_client, void *arg,
                                       const corio_server_options_t *opts, corio_server_t **out);
-/* The same on a listening socket the caller made (the server now owns it). */
+/* The same on a listening socket the caller made (the server now owns it).
+ * -ENOTSOCK for a descriptor that is no socket, -EINVAL for a socket that
+ * is not listening; on failure the caller keeps listen_fd. */
 CORIO_API int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
                                  const corio_server_options_t *opts, corio_server_t **out);
 
