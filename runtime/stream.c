@@ -743,7 +743,8 @@ int corio_stream_wait_closed(corio_stream_t *s, int64_t deadline)
         if (rc < 0 && rc != s->werr)
             return rc;
     }
-    return s->werr == -EPIPE && !s->sending ? 0 : s->werr;
+    /* What abort threw away was asked for; any other error is news. */
+    return s->aborted ? 0 : s->werr;
 }
 
 static void cancel_send(corio_stream_t *s)

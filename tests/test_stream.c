@@ -357,5 +357,45 @@ static intptr_t server_main(void *arg)
 
 static void server_graceful_close(void) { run(server_main); }
 
+/* ---- closing: errors kept, readers ended, descriptors safe ------------------------------ */
+
+/* wait_closed reports a write error the peer caused; only abort's own
+ * discarding is not an error. */
+static void wait_closed_reports_epipe(void)
+{
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    close(peer); /* a FIN: our next send draws a reset, the one after EPIPE */
+    static char chunk[4096];
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        rc = corio_stream_write(s, chunk, sizeof chunk);
+        if (rc == 0)
+            rc = corio_stream_drain(s, SOON(1000));
+        if (rc == 0)
+            corio_sleep(MS);
+    }
+    CHECK(rc == -EPIPE || rc == -ECONNRESET);
+    corio_stream_close(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), rc);
+    corio_stream_free(s);
+
+    s = stream_pair(&peer, NULL);
+    CHECK_EQ(corio_stream_write(s, chunk, sizeof chunk), 0);
+    corio_stream_abort(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), 0);
+    corio_stream_free(s);
+    close(peer);
+}
+
+static intptr_t closing_main(void *arg)
+{
+    (void)arg;
+    wait_closed_reports_epipe();
+    return 0;
+}
+
+static void closing(void) { run(closing_main); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
-          CASE(server_graceful_close))
+          CASE(server_graceful_close), CASE(closing))
