@@ -381,6 +381,10 @@ struct corio_loop {
 /* An SQE, flushing the SQ to the kernel when it is full. NULL only when the
  * ring is unusable (the error is in *err). Loop thread. */
 struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err);
+/* Hands queued SQEs to the kernel now: call before closing a descriptor a
+ * queued SQE may name, so that the operation holds the file it was meant
+ * for rather than finding the number closed (or reused) at submission. */
+void corio__submit_queued(corio_loop_t *loop);
 /* Submits sqe (already prepared) and suspends the current task until its own
  * completion arrives. Cancellation or the deadline cancels the operation in
  * the kernel and still waits for that completion. Returns the CQE's res. */

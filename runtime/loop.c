@@ -159,6 +159,12 @@ struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err)
 
 void corio__op_started(corio_loop_t *loop) { loop->stats.ops_in_flight++; }
 
+void corio__submit_queued(corio_loop_t *loop)
+{
+    if (io_uring_sq_ready(&loop->ring))
+        ring_submit(loop);
+}
+
 void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
 
 /* ---- completions ------------------------------------------------------------ */

@@ -268,6 +268,7 @@ void corio_server_close(corio_server_t *srv)
      * until its completion. */
     if (srv->fd >= 0) {
         shutdown(srv->fd, SHUT_RDWR);
+        corio__submit_queued(srv->loop); /* an accept queued this turn */
         close(srv->fd);
         srv->fd = -1;
     }

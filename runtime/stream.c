@@ -195,6 +195,8 @@ static void finish_close(corio_stream_t *s)
         return;
     s->closed = true;
     if (s->fd >= 0) {
+        if (s->reading)
+            corio__submit_queued(s->loop); /* its receive may still be queued */
         close(s->fd);
         s->fd = -1;
     }
@@ -766,10 +768,11 @@ void corio_stream_abort(corio_stream_t *s)
     s->pend.start = s->pend.end = 0;
     if (!s->werr)
         s->werr = -EPIPE;
+    /* Ends a receive in flight in another task too (close would not). */
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
     if (s->sending) {
         cancel_send(s);
-        if (s->fd >= 0)
-            shutdown(s->fd, SHUT_RDWR);
     } else {
         s->out.start = s->out.end = 0;
         finish_close(s);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -388,10 +389,78 @@ static void wait_closed_reports_epipe(void)
     close(peer);
 }
 
+static bool g_reader_started;
+
+/* What the task returned, or its error. */
+static intptr_t task_result(corio_task_t *t)
+{
+    corio_value_t v = {NULL, 0};
+    int rc = corio_task_await(t, &v);
+    return rc < 0 ? rc : (intptr_t)v.ptr;
+}
+
+static intptr_t one_byte_reader(void *arg)
+{
+    char c;
+    g_reader_started = true;
+    return corio_stream_read(arg, &c, 1, SOON(3000));
+}
+
+/* abort ends a read another task has in flight. */
+static void abort_ends_reader(void)
+{
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, one_byte_reader, s, NULL), 0);
+    CHECK_EQ(corio_sleep(20 * MS), 0); /* its receive is in the kernel */
+    corio_stream_abort(s);
+    intptr_t r = task_result(t);
+    CHECK(r == 0 || r == -EPIPE); /* ended, not left to its deadline */
+    corio_task_release(t);
+    corio_stream_free(s);
+    close(peer);
+}
+
+/* close right after another task queued its receive, before the ring was
+ * submitted: the reader sees the end of the stream, never -EBADF, and never
+ * the bytes of a descriptor that reused the number. */
+static void close_with_queued_read(bool aborting)
+{
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    corio_task_t *t;
+    g_reader_started = false;
+    CHECK_EQ(corio_spawn(NULL, &t, one_byte_reader, s, NULL), 0);
+    while (!g_reader_started)
+        CHECK_EQ(corio_sleep(0), 0); /* resumes in the turn the reader ran */
+    if (aborting)
+        corio_stream_abort(s);
+    else
+        corio_stream_close(s);
+    int sv[2]; /* takes the number just closed, with a byte to read */
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    CHECK_EQ(write(sv[1], "!", 1), 1);
+    intptr_t r = task_result(t);
+    if (r != 0)
+        fprintf(stderr, "reader got %ld (%s)\n", (long)r, r < 0 ? corio_strerror((int)r) : "data");
+    CHECK(r == 0 || (aborting && r == -EPIPE));
+    corio_task_release(t);
+    char c;
+    CHECK_EQ(read(sv[0], &c, 1), 1); /* still there */
+    close(sv[0]);
+    close(sv[1]);
+    corio_stream_free(s);
+    close(peer);
+}
+
 static intptr_t closing_main(void *arg)
 {
     (void)arg;
     wait_closed_reports_epipe();
+    abort_ends_reader();
+    close_with_queued_read(false);
+    close_with_queued_read(true);
     return 0;
 }
 
