@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#ifdef CORIO_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
@@ -26,6 +29,13 @@ void corio__stack_pool_init(corio_stack_pool_t *p)
 
 static void stack_unmap(corio_stack_t *s)
 {
+#ifdef CORIO_ASAN
+    /* Frames left on the stack poisoned its shadow, and ASan does not
+     * clear shadow on munmap: whatever is mapped here next (an io_uring
+     * ring, say) would read as a stack redzone. */
+    if (s->map)
+        ASAN_UNPOISON_MEMORY_REGION(s->map, s->map_size);
+#endif
     if (s->map)
         munmap(s->map, s->map_size);
     s->map = NULL;
