@@ -460,6 +460,7 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
             break;
         }
         b->end -= n;
+        update_sqe(s, b); /* the append may have moved a queued send's bytes */
         struct iovec iov = {b->p + b->end, n};
         ssize_t got = preadv2(fd, &iov, 1, offset + (off_t)done, RWF_NOWAIT);
         if (got < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {

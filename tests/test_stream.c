@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
@@ -466,5 +467,64 @@ static intptr_t closing_main(void *arg)
 
 static void closing(void) { run(closing_main); }
 
+/* ---- sendfile: a file not in the page cache, after a write ------------------------------ */
+
+#define SF_HEAD 200000 /* big enough for its own mapping: freed, it is unmapped */
+#define SF_FILE 200000
+
+static unsigned char g_sf_want[SF_HEAD + SF_FILE];
+
+static intptr_t collect_all(void *arg)
+{
+    int peer = (int)(intptr_t)arg;
+    static unsigned char got[SF_HEAD + SF_FILE + 1];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = corio_recv(peer, got + n, sizeof got - n, 0, SOON(5000));
+        CHECK(r >= 0);
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    CHECK_EQ(n, sizeof g_sf_want);
+    CHECK(memcmp(got, g_sf_want, n) == 0);
+    return 0;
+}
+
+/* The write leaves a send queued; sendfile grows that send's buffer (it
+ * moves) and, the file being uncached, waits for the ring to read it: the
+ * queued send must not go out from the old buffer. */
+static intptr_t sendfile_main(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < sizeof g_sf_want; i++)
+        g_sf_want[i] = (unsigned char)(i * 7 + i / 251);
+    char path[] = "/tmp/corio-sendfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    CHECK_EQ(write(fd, g_sf_want + SF_HEAD, SF_FILE), SF_FILE);
+    CHECK_EQ(fsync(fd), 0);
+    CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    /* (No probe with RWF_NOWAIT: a miss starts readahead, caching it.) */
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, collect_all, (void *)(intptr_t)peer, NULL), 0);
+    CHECK_EQ(corio_stream_write(s, g_sf_want, SF_HEAD), 0);
+    CHECK_EQ(corio_stream_sendfile(s, fd, 0, SF_FILE, SOON(5000)), SF_FILE);
+    corio_stream_close(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(5000)), 0);
+    corio_stream_free(s);
+    CHECK_EQ(corio_task_await(t, NULL), 0);
+    corio_task_release(t);
+    close(peer);
+    close(fd);
+    return 0;
+}
+
+static void sendfile_uncached(void) { run(sendfile_main); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
-          CASE(server_graceful_close), CASE(closing))
+          CASE(server_graceful_close), CASE(closing),
+          CASE(sendfile_uncached))
