@@ -380,6 +380,11 @@ struct corio_loop {
 
 /* An SQE, flushing the SQ to the kernel when it is full. NULL only when the
  * ring is unusable (the error is in *err). Loop thread. */
+/* The most one read or write moves (the kernel's MAX_RW_COUNT): a longer
+ * length would be cut to 32 bits in the SQE, 4 GiB reading as 0 (EOF). */
+#define CORIO_IO_MAX 0x7ffff000u
+static inline unsigned corio__io_len(size_t n) { return n > CORIO_IO_MAX ? CORIO_IO_MAX : (unsigned)n; }
+
 struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err);
 /* Hands queued SQEs to the kernel now: call before closing a descriptor a
  * queued SQE may name, so that the operation holds the file it was meant

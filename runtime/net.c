@@ -409,14 +409,14 @@ int corio_unix_connect(const char *path, int64_t deadline)
 ssize_t corio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline)
 {
     GET_SQE(loop, sqe);
-    io_uring_prep_recv(sqe, fd, buf, len, flags);
+    io_uring_prep_recv(sqe, fd, buf, corio__io_len(len), flags);
     return corio__io_await(loop, sqe, deadline, NULL);
 }
 
 ssize_t corio_send_some(int fd, const void *buf, size_t len, int flags, int64_t deadline)
 {
     GET_SQE(loop, sqe);
-    io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, fd, buf, corio__io_len(len), flags | MSG_NOSIGNAL);
     return corio__io_await(loop, sqe, deadline, NULL);
 }
 
@@ -440,7 +440,7 @@ ssize_t corio_sendto(int fd, const void *buf, size_t len, int flags, const corio
                      int64_t deadline)
 {
     GET_SQE(loop, sqe);
-    struct iovec iov = {(void *)buf, len};
+    struct iovec iov = {(void *)buf, corio__io_len(len)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     if (to) {
         msg.msg_name = (void *)&to->u.sa;
@@ -454,7 +454,7 @@ ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags, corio_sockaddr_
                        int64_t deadline)
 {
     GET_SQE(loop, sqe);
-    struct iovec iov = {buf, len};
+    struct iovec iov = {buf, corio__io_len(len)};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     if (from) {
         msg.msg_name = &from->u.sa;

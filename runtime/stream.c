@@ -18,6 +18,7 @@
 #include "corio/stream.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
@@ -238,7 +239,7 @@ static void start_send(corio_stream_t *s)
         wake_writers(s);
         return;
     }
-    io_uring_prep_send(sqe, s->fd, s->out.p + s->out.start, n, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, s->fd, s->out.p + s->out.start, corio__io_len(n), MSG_NOSIGNAL);
     s->sqe = sqe;
     s->sqe_idx = s->loop->ring.sq.sqe_tail - 1;
     s->send_op.complete = send_complete;
@@ -344,7 +345,7 @@ static void update_sqe(corio_stream_t *s, wbuf_t *b)
     if (b != &s->out)
         return;
     s->sqe->addr = (uint64_t)(uintptr_t)(s->out.p + s->out.start);
-    s->sqe->len = (uint32_t)(s->out.end - s->out.start);
+    s->sqe->len = corio__io_len(s->out.end - s->out.start);
 }
 
 int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
@@ -566,6 +567,8 @@ static int begin_read(corio_stream_t *s)
 
 ssize_t corio_stream_read(corio_stream_t *s, void *buf, size_t n, int64_t deadline)
 {
+    if (n > SSIZE_MAX || (!buf && n))
+        return -EINVAL;
     int rc = begin_read(s);
     if (rc < 0)
         return rc;
@@ -592,6 +595,8 @@ ssize_t corio_stream_readexactly(corio_stream_t *s, void *buf, size_t n, size_t 
 {
     if (partial)
         *partial = 0;
+    if (n > SSIZE_MAX || (!buf && n))
+        return -EINVAL; /* the count is returned as an ssize_t */
     int rc = begin_read(s);
     if (rc < 0)
         return rc;

@@ -6,6 +6,7 @@
 #include "corio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -525,6 +526,37 @@ static intptr_t sendfile_main(void *arg)
 
 static void sendfile_uncached(void) { run(sendfile_main); }
 
+/* ---- lengths past 4 GiB: never cut to 32 bits -------------------------------------- */
+
+/* The kernel writes only what arrived, so a small buffer may claim to be
+ * huge here; cut to 32 bits, 4 GiB would be a 0-byte receive: a false EOF. */
+static intptr_t huge_len_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    char buf[64];
+    const size_t huge = (size_t)1 << 32;
+    peer_send(peer, "hello");
+    CHECK_EQ(corio_recv(corio_stream_fd(s), buf, huge, 0, SOON(1000)), 5);
+    peer_send(peer, "stream");
+    CHECK_EQ(corio_stream_read(s, buf, huge, SOON(1000)), 6);
+    CHECK(!corio_stream_at_eof(s));
+    peer_send(peer, "0123456789");
+    shutdown(peer, SHUT_WR);
+    size_t partial = 0;
+    CHECK_EQ(corio_stream_readexactly(s, buf, huge, &partial, SOON(1000)), CORIO_EINCOMPLETE);
+    CHECK_EQ(partial, 10);
+    CHECK(memcmp(buf, "0123456789", 10) == 0);
+    CHECK_EQ(corio_stream_readexactly(s, buf, (size_t)SSIZE_MAX + 1, &partial, SOON(10)), -EINVAL);
+    CHECK_EQ(corio_stream_read(s, buf, (size_t)-1, SOON(10)), -EINVAL);
+    corio_stream_free(s);
+    close(peer);
+    return 0;
+}
+
+static void huge_lengths(void) { run(huge_len_main); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
           CASE(server_graceful_close), CASE(closing),
-          CASE(sendfile_uncached))
+          CASE(sendfile_uncached), CASE(huge_lengths))
