@@ -299,10 +299,13 @@ static int wbuf_append(wbuf_t *b, const void *p, size_t n)
             b->end -= b->start;
             b->start = 0;
         } else {
-            size_t need = b->end - b->start + n;
+            size_t held = b->end - b->start;
+            if (n > SSIZE_MAX - held)
+                return -ENOMEM; /* no such buffer can exist; doubling would wrap */
+            size_t need = held + n;
             size_t cap = b->cap ? b->cap : 4096;
             while (cap < need)
-                cap *= 2;
+                cap = cap > SSIZE_MAX / 2 ? need : cap * 2;
             char *q = malloc(cap);
             if (!q)
                 return -ENOMEM;

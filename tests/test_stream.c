@@ -550,6 +550,12 @@ static intptr_t huge_len_main(void *arg)
     CHECK(memcmp(buf, "0123456789", 10) == 0);
     CHECK_EQ(corio_stream_readexactly(s, buf, (size_t)SSIZE_MAX + 1, &partial, SOON(10)), -EINVAL);
     CHECK_EQ(corio_stream_read(s, buf, (size_t)-1, SOON(10)), -EINVAL);
+    /* A write no buffer can hold fails at once, the stream intact. */
+    CHECK_EQ(corio_stream_write(s, buf, 8), 0);
+    CHECK_EQ(corio_stream_write(s, buf, SIZE_MAX - 4), -ENOMEM);
+    CHECK_EQ(corio_stream_write(s, buf, SIZE_MAX / 2 + 1), -ENOMEM);
+    CHECK_EQ(corio_stream_drain(s, SOON(1000)), 0);
+    CHECK_EQ(corio_recv(peer, buf, sizeof buf, 0, SOON(1000)), 8);
     corio_stream_free(s);
     close(peer);
     return 0;
