@@ -251,14 +251,13 @@ static void start_send(corio_stream_t *s)
 static void kick(void *arg)
 {
     corio_stream_t *s = arg;
+    start_send(s);
+    /* Freed and nothing more to send (done, or failed: even for want of
+     * an SQE): nobody else will release it. */
     if (s->freed && !s->sending && (s->closed || s->werr)) {
         finish_close(s);
         stream_release(s);
-        return;
     }
-    start_send(s);
-    if (s->freed && s->closed)
-        stream_release(s);
 }
 
 static void send_complete(corio_op_t *op, int res, uint32_t flags)

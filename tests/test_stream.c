@@ -4,6 +4,7 @@
  * close. */
 #include "harness.h"
 #include "corio.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -572,7 +573,7 @@ static intptr_t leave_send_in_flight(void *arg)
     (void)arg;
     corio_stream_t *s = stream_pair(&g_bg_peer, NULL);
     g_bg_fd = corio_stream_fd(s);
-    static char big[8 << 20]; /* more than the socket buffers hold: the peer never reads */
+    static char big[32 << 20]; /* more than the socket buffers hold: the peer never reads */
     CHECK_EQ(corio_stream_write(s, big, sizeof big), 0);
     CHECK_EQ(corio_sleep(10 * MS), 0); /* the send is in the kernel */
     corio_stream_free(s); /* its memory and socket go when the send completes */
@@ -589,7 +590,36 @@ static void loop_close_finishes_sends(void)
     close(g_bg_peer);
 }
 
+/* A freed stream whose next send finds no SQE still goes: memory (checked
+ * by LeakSanitizer) and descriptor. */
+static intptr_t free_then_no_sqe(void *arg)
+{
+    (void)arg;
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    int fd = corio_stream_fd(s);
+    static char big[32 << 20]; /* loopback's socket buffers take about 8 MiB */
+    CHECK_EQ(corio_stream_write(s, big, sizeof big), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the socket buffers are full */
+    corio_stream_free(s);
+    corio__fault_set(CORIO_FAULT_SQE, 1); /* the send after the next completion */
+    static char sink[1 << 16];
+    bool gone = false;
+    for (int i = 0; i < 2000 && !gone; i++) {
+        while (recv(peer, sink, sizeof sink, MSG_DONTWAIT) > 0)
+            ;
+        CHECK_EQ(corio_sleep(MS), 0);
+        gone = fcntl(fd, F_GETFD) < 0;
+    }
+    corio__fault_set(CORIO_FAULT_SQE, 0);
+    CHECK(gone);
+    close(peer);
+    return 0;
+}
+
+static void freed_stream_without_sqe(void) { run(free_then_no_sqe); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
           CASE(server_graceful_close), CASE(closing),
           CASE(sendfile_uncached), CASE(huge_lengths),
-          CASE(loop_close_finishes_sends))
+          CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe))
