@@ -132,6 +132,10 @@ static intptr_t accept_main(void *arg)
             continue;
         }
         out_of_fds = false;
+        if (srv->closing) { /* accepted as close began: not served */
+            close(fd);
+            break;
+        }
         int rc = start_conn(srv, fd);
         if (rc < 0) {
             report(srv, "cannot start a connection handler", rc);

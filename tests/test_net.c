@@ -555,6 +555,49 @@ static intptr_t spawn_fail_main(void *arg)
 
 static void handler_spawn_failure(void) { run(spawn_fail_main); }
 
+/* ---- a connection accepted as close begins is not served ---------------------------- */
+
+static int g_served;
+
+static intptr_t count_served(corio_stream_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    g_served++;
+    return 0;
+}
+
+static intptr_t accept_close_race_main(void *arg)
+{
+    (void)arg;
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, count_served, NULL, NULL, &srv), 0);
+    corio_sockaddr_t addr;
+    CHECK_EQ(corio_server_sockname(srv, &addr), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the accept is in the kernel */
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c >= 0);
+    CHECK_EQ(connect(c, &addr.u.sa, addr.len), 0); /* completes the accept */
+    /* This task runs first in the next turn, ahead of the acceptor the
+     * same turn wakes with its new connection. */
+    CHECK_EQ(corio_sleep(0), 0);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    corio_server_stats_t ss;
+    corio_server_stats(srv, &ss);
+    CHECK_EQ(g_served, 0);
+    CHECK_EQ(ss.accepted, 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    char b;
+    ssize_t r = recv(c, &b, 1, 0); /* dropped: closed, or refused */
+    CHECK(r == 0 || (r < 0 && errno == ECONNRESET));
+    close(c);
+    return 0;
+}
+
+static void accept_racing_close(void) { run(accept_close_race_main); }
+
 TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
-          CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure))
+          CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
+          CASE(accept_racing_close))
