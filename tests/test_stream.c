@@ -457,10 +457,30 @@ static void close_with_queued_read(bool aborting)
     close(peer);
 }
 
+/* A reset after a partial line: the bytes come with the error, once. */
+static void reset_mid_line(void)
+{
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    peer_send(peer, "abc");
+    CHECK_EQ(corio_sleep(10 * MS), 0);
+    struct linger lg = {1, 0};
+    CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(peer); /* a reset */
+    const char *data;
+    size_t len;
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), -ECONNRESET);
+    CHECK(len == 3 && memcmp(data, "abc", 3) == 0);
+    CHECK_EQ(corio_stream_readline(s, &data, &len, SOON(1000)), -ECONNRESET);
+    CHECK_EQ(len, 0);
+    corio_stream_free(s);
+}
+
 static intptr_t closing_main(void *arg)
 {
     (void)arg;
     wait_closed_reports_epipe();
+    reset_mid_line();
     abort_ends_reader();
     close_with_queued_read(false);
     close_with_queued_read(true);

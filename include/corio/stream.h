@@ -68,7 +68,9 @@ CORIO_API ssize_t corio_stream_readexactly(corio_stream_t *s, void *buf, size_t 
  * - CORIO_ELIMITOVERRUN: no separator within the limit; nothing is consumed,
  *   *data and *len show what is buffered, and it stays readable;
  * - CORIO_EINCOMPLETE: the stream ended first; *data and *len hold the
- *   partial bytes, which are consumed. */
+ *   partial bytes, which are consumed;
+ * - a receive error (-ECONNRESET, ...): likewise, the bytes before it are
+ *   in *data and *len, consumed; later reads return the error. */
 CORIO_API int corio_stream_readuntil(corio_stream_t *s, const void *sep, size_t seplen,
                                      const char **data, size_t *len, int64_t deadline);
 /* readuntil("\n"), except that at end of stream it returns 0 with the
