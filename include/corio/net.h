@@ -104,6 +104,9 @@ CORIO_API ssize_t corio_sendto(int fd, const void *buf, size_t len, int flags,
                                const corio_sockaddr_t *to, int64_t deadline);
 CORIO_API ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags,
                                  corio_sockaddr_t *from, int64_t deadline);
+/* shutdown and close take no deadline: neither waits for the peer, and a
+ * close under way cannot be cancelled anyway (the kernel finishes it). A
+ * cancelled task still gets them done, synchronously. */
 /* shutdown(2) on the ring (SHUT_RD, SHUT_WR, SHUT_RDWR). */
 CORIO_API int corio_shutdown(int fd, int how);
 /* Closes fd through the ring. Outside a task it is close(2). */
