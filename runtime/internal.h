@@ -369,6 +369,7 @@ struct corio_loop {
     corio_stack_pool_t stacks;
     struct corio_task_arena *task_arena; /* task records (task_arena.c) */
     bool running, stopping, closed;
+    bool closing; /* close is finishing operations: no more turns will run */
     bool pollable; /* CORIO_LOOP_EMBEDDED: the ring fd wakes poll() */
     uint64_t task_counter;
     corio_error_handler_fn error_fn;

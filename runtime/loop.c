@@ -605,12 +605,14 @@ void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
 /* ---- close ------------------------------------------------------------------ */
 
 /* Operations no task waits for (a freed stream's last send) own memory and
- * descriptors their completions release: cancel them all and run those
- * completions, so that closing the ring loses nothing. Bounded: an
- * operation that ignores cancellation costs a wait, never a hang. */
+ * descriptors their completions release: cancel them all and reap their
+ * completions, which see loop->closing and finish at once, since no turn
+ * (no callback, timer or task) runs any more. Bounded: an operation that
+ * ignores cancellation costs a wait, never a hang. The loop's own wakeup
+ * read is cancelled with the rest; cancel_wake waits for it. */
 static void finish_ops_in_flight(corio_loop_t *loop)
 {
-    /* The loop's own wakeup read is rearmed each turn: cancel_wake ends it. */
+    loop->closing = true;
     for (int round = 0; loop->stats.ops_in_flight > (loop->wake_armed ? 1u : 0u) && round < 50;
          round++) {
         int err = 0;
@@ -619,7 +621,10 @@ static void finish_ops_in_flight(corio_loop_t *loop)
             io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
             io_uring_sqe_set_data(sqe, NULL);
         }
-        loop_turn(loop, 100 * CORIO_NS_PER_MS);
+        struct __kernel_timespec ts = {.tv_nsec = 100 * CORIO_NS_PER_MS};
+        struct io_uring_cqe *cqe;
+        io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+        reap(loop);
     }
 }
 

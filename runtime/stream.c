@@ -260,12 +260,29 @@ static void kick(void *arg)
     }
 }
 
+/* The loop is closing (its sends were cancelled) and runs no more turns:
+ * what is unsent is dropped now, and a freed stream released. */
+static void end_with_loop(corio_stream_t *s, int res)
+{
+    s->out.start = s->out.end = 0;
+    s->pend.start = s->pend.end = 0;
+    if (!s->werr)
+        s->werr = res < 0 && res != -ECANCELED ? res : -EPIPE;
+    finish_close(s);
+    if (s->freed && !corio_handle_pending(&s->kick))
+        stream_release(s);
+}
+
 static void send_complete(corio_op_t *op, int res, uint32_t flags)
 {
     (void)flags;
     corio_stream_t *s = corio_container_of(op, corio_stream_t, send_op);
     s->sending = false;
     s->sqe = NULL;
+    if (s->loop->closing) {
+        end_with_loop(s, res);
+        return;
+    }
     if (s->aborted) {
         s->out.start = s->out.end = 0;
         finish_close(s);
