@@ -55,6 +55,7 @@ struct corio_stream {
     corio_waiter_t *drain_w; /* tasks waiting in drain/wait_closed, a list */
     /* closing */
     bool closing, closed, freed, aborted;
+    bool werr_by_abort; /* werr is abort's own -EPIPE, not news from the peer */
 };
 
 int corio_stream_new(int fd, const corio_stream_options_t *opts, corio_stream_t **out)
@@ -771,7 +772,7 @@ int corio_stream_wait_closed(corio_stream_t *s, int64_t deadline)
             return rc;
     }
     /* What abort threw away was asked for; any other error is news. */
-    return s->aborted ? 0 : s->werr;
+    return s->werr_by_abort ? 0 : s->werr;
 }
 
 static void cancel_send(corio_stream_t *s)
@@ -791,8 +792,10 @@ void corio_stream_abort(corio_stream_t *s)
     s->closing = true;
     s->aborted = true;
     s->pend.start = s->pend.end = 0;
-    if (!s->werr)
+    if (!s->werr) {
         s->werr = -EPIPE;
+        s->werr_by_abort = true;
+    }
     /* Ends a receive in flight in another task too (close would not). */
     if (s->fd >= 0)
         shutdown(s->fd, SHUT_RDWR);

@@ -363,9 +363,7 @@ static void server_graceful_close(void) { run(server_main); }
 
 /* ---- closing: errors kept, readers ended, descriptors safe ------------------------------ */
 
-/* wait_closed reports a write error the peer caused; only abort's own
- * discarding is not an error. */
-static void wait_closed_reports_epipe(void)
+static void wait_closed_after_peer_error(bool aborting)
 {
     int peer;
     corio_stream_t *s = stream_pair(&peer, NULL);
@@ -380,11 +378,23 @@ static void wait_closed_reports_epipe(void)
             corio_sleep(MS);
     }
     CHECK(rc == -EPIPE || rc == -ECONNRESET);
-    corio_stream_close(s);
+    if (aborting)
+        corio_stream_abort(s);
+    else
+        corio_stream_close(s);
     CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), rc);
     corio_stream_free(s);
+}
 
-    s = stream_pair(&peer, NULL);
+/* wait_closed reports a write error the peer caused, whether the stream
+ * is then closed or aborted; only abort's own discarding is not an error. */
+static void wait_closed_reports_epipe(void)
+{
+    for (int aborting = 0; aborting < 2; aborting++)
+        wait_closed_after_peer_error(aborting);
+    int peer;
+    static char chunk[4096];
+    corio_stream_t *s = stream_pair(&peer, NULL);
     CHECK_EQ(corio_stream_write(s, chunk, sizeof chunk), 0);
     corio_stream_abort(s);
     CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), 0);

@@ -118,11 +118,13 @@ CORIO_API int corio_open_beneath(int dirfd, const char *path, int flags, int64_t
  * Reads in progress end with 0. Loop thread; idempotent. */
 CORIO_API void corio_stream_close(corio_stream_t *s);
 /* Waits until the socket is closed (buffered bytes sent or failed). Returns
- * 0, the send error (-EPIPE or -ECONNRESET from a peer that went away;
- * after corio_stream_abort, 0), -ECANCELED or -ETIMEDOUT. Task only. */
+ * 0, the send error (-EPIPE or -ECONNRESET from a peer that went away,
+ * before or after an abort; what abort itself discards is not an error),
+ * -ECANCELED or -ETIMEDOUT. Task only. */
 CORIO_API int corio_stream_wait_closed(corio_stream_t *s, int64_t deadline);
 /* Closes (as corio_stream_close) and releases the stream; its memory goes
- * once the kernel has finished with it. Loop thread. */
+ * once the kernel has finished with it (at the latest when its loop
+ * closes). Loop thread, before the loop is closed. */
 CORIO_API void corio_stream_free(corio_stream_t *s);
 /* Closes at once: buffered bytes are dropped, sends in flight cancelled. */
 CORIO_API void corio_stream_abort(corio_stream_t *s);
