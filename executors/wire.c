@@ -371,6 +371,8 @@ static void handle_init(worker_t *w)
     w->max_tasks = h.code;
     w->nbases = nmods;
     w->bases = calloc(nmods ? nmods : 1, sizeof *w->bases);
+    if (!w->bases)
+        worker_exit(70);
     for (uint32_t i = 0; i < nmods; i++) {
         uint32_t len;
         char name[4096];
