@@ -353,10 +353,11 @@ static struct io_uring_sqe *unsubmitted_sqe(corio_stream_t *s)
     return NULL;
 }
 
-/* Where new bytes go: the unsubmitted send's own buffer, or pend. */
+/* Where new bytes go: the unsubmitted send's own buffer, or pend. Bytes
+ * already waiting in pend come first: out only while pend is empty. */
 static wbuf_t *write_target(corio_stream_t *s)
 {
-    return unsubmitted_sqe(s) ? &s->out : &s->pend;
+    return s->pend.start == s->pend.end && unsubmitted_sqe(s) ? &s->out : &s->pend;
 }
 
 /* After appending to out: the unsubmitted SQE covers the new bytes. */

@@ -665,7 +665,68 @@ static intptr_t free_then_no_sqe(void *arg)
 
 static void freed_stream_without_sqe(void) { run(free_then_no_sqe); }
 
+/* ---- writes keep their order ------------------------------------------------------------ */
+
+#define ORDER_BIG 131073
+
+static intptr_t collect_exact(void *arg)
+{
+    int peer = (int)(intptr_t)arg;
+    static unsigned char got[ORDER_BIG + 200];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = corio_recv(peer, got + n, sizeof got - n, 0, SOON(5000));
+        CHECK(r >= 0);
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    CHECK_EQ(n, ORDER_BIG + 144);
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != (unsigned char)(i < ORDER_BIG ? i % 251 : i < ORDER_BIG + 72 ? 'A' : 'B')) {
+            fprintf(stderr, "byte %zu is %#x\n", i, got[i]);
+            CHECK(0);
+        }
+    return 0;
+}
+
+/* A send completes in part; before its stream resends the rest, a write
+ * lands behind it (pend) and starts that resend; a write after that must
+ * still queue behind the first, not join the resend ahead of it. */
+static intptr_t order_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 1; /* the kernel's minimum: every send completes in part */
+    CHECK_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    CHECK_EQ(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    corio_stream_t *s;
+    CHECK_EQ(corio_stream_new(sv[0], NULL, &s), 0);
+    static unsigned char big[ORDER_BIG], a[72], b[72];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i % 251);
+    memset(a, 'A', sizeof a);
+    memset(b, 'B', sizeof b);
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, collect_exact, (void *)(intptr_t)sv[1], NULL), 0);
+    CHECK_EQ(corio_stream_write(s, big, sizeof big), 0);
+    CHECK_EQ(corio_sleep(0), 0); /* submitted; its first part completes */
+    CHECK_EQ(corio_stream_write(s, a, sizeof a), 0);
+    CHECK_EQ(corio_stream_write(s, b, sizeof b), 0);
+    corio_stream_close(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(5000)), 0);
+    corio_stream_free(s);
+    CHECK_EQ(corio_task_await(t, NULL), 0);
+    corio_task_release(t);
+    close(sv[1]);
+    return 0;
+}
+
+static void writes_keep_order(void) { run(order_main); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
           CASE(server_graceful_close), CASE(closing),
           CASE(sendfile_uncached), CASE(huge_lengths),
-          CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe))
+          CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe),
+          CASE(writes_keep_order))
