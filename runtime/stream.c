@@ -289,7 +289,8 @@ static void send_complete(corio_op_t *op, int res, uint32_t flags)
         finish_close(s);
     } else if (res < 0) {
         if (res != -EINTR && res != -EAGAIN) {
-            s->werr = res == -ECANCELED ? -EPIPE : res;
+            if (!s->werr) /* the first error is the one to report, every time */
+                s->werr = res == -ECANCELED ? -EPIPE : res;
             s->out.start = s->out.end = 0;
             s->pend.start = s->pend.end = 0;
             if (s->closing)
@@ -493,6 +494,10 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
                 break;
             }
             got = read_ring(s, fd, tmp, n, offset + (off_t)done, deadline);
+            if (got > 0 && (s->werr || s->closing || s->eof_wanted)) {
+                rc = s->werr ? s->werr : -EPIPE; /* failed or closed meanwhile */
+                break;
+            }
             if (got > 0) {
                 b = write_target(s); /* the loop may have submitted meanwhile */
                 r = wbuf_append(b, tmp, (size_t)got);

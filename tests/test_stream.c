@@ -555,7 +555,41 @@ static intptr_t sendfile_main(void *arg)
     return 0;
 }
 
-static void sendfile_uncached(void) { run(sendfile_main); }
+/* An uncached file, the peer already gone with a reset: the first send
+ * fails (-ECONNRESET) while sendfile waits for the file, and that error,
+ * not a later send's -EPIPE, is what sendfile and wait_closed report. */
+static intptr_t sendfile_reset_main(void *arg)
+{
+    (void)arg;
+    char path[] = "/tmp/corio-sendfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    CHECK_EQ(write(fd, g_sf_want, SF_FILE), SF_FILE);
+    CHECK_EQ(fsync(fd), 0);
+    CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    struct linger lg = {1, 0};
+    CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(peer);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the reset has arrived */
+    CHECK_EQ(corio_stream_write(s, "x", 1), 0); /* a send queued */
+    ssize_t rc = corio_stream_sendfile(s, fd, 0, SF_FILE, SOON(5000));
+    CHECK_EQ(rc, -ECONNRESET);
+    CHECK_EQ(corio_stream_write(s, "y", 1), -ECONNRESET);
+    corio_stream_close(s);
+    CHECK_EQ(corio_stream_wait_closed(s, SOON(1000)), -ECONNRESET);
+    corio_stream_free(s);
+    close(fd);
+    return 0;
+}
+
+static void sendfile_uncached(void)
+{
+    run(sendfile_main);
+    run(sendfile_reset_main);
+}
 
 /* ---- lengths past 4 GiB: never cut to 32 bits -------------------------------------- */
 
