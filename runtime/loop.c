@@ -604,46 +604,34 @@ void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
 
 /* ---- close ------------------------------------------------------------------ */
 
-/* Operations no task waits for (a freed stream's last send) own memory and
- * descriptors their completions release: cancel them all and reap their
- * completions, which see loop->closing and finish at once, since no turn
- * (no callback, timer or task) runs any more. Bounded: an operation that
- * ignores cancellation costs a wait, never a hang. The loop's own wakeup
- * read is cancelled with the rest; cancel_wake waits for it. */
-static void finish_ops_in_flight(corio_loop_t *loop)
+static void queue_cancel(corio_loop_t *loop, uint64_t key, unsigned flags)
 {
-    loop->closing = true;
-    for (int round = 0; loop->stats.ops_in_flight > (loop->wake_armed ? 1u : 0u) && round < 50;
-         round++) {
-        int err = 0;
-        struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
-        if (sqe) {
-            io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
-            io_uring_sqe_set_data(sqe, NULL);
-        }
-        struct __kernel_timespec ts = {.tv_nsec = 100 * CORIO_NS_PER_MS};
-        struct io_uring_cqe *cqe;
-        io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
-        reap(loop);
+    int err = 0;
+    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, key, flags);
+        io_uring_sqe_set_data(sqe, NULL);
     }
 }
 
-static void cancel_wake(corio_loop_t *loop)
+/* Cancels what is still in flight and reaps it before the ring goes: the
+ * loop's wakeup read (its buffer is in *loop) and the operations no task
+ * waits for (a freed stream's last send), whose completions release memory
+ * and descriptors. They see loop->closing and finish at once, since no turn
+ * (no callback, timer or task) runs any more. The wakeup read is cancelled
+ * by its address, which every kernel has; the rest by CANCEL_ANY (5.19).
+ * Bounded: an operation that ignores cancellation costs a wait, not a hang. */
+static void finish_ops_in_flight(corio_loop_t *loop)
 {
-    if (!loop->wake_armed)
-        return;
-    int err;
-    struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
-    if (sqe) {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&loop->wake_op, 0);
-        io_uring_sqe_set_data(sqe, NULL);
-    }
-    /* The read must complete before its buffer (in *loop) goes away. */
-    while (loop->wake_armed) {
+    loop->closing = true;
+    for (int round = 0; loop->stats.ops_in_flight > 0 && round < 50; round++) {
+        if (loop->wake_armed)
+            queue_cancel(loop, (uint64_t)(uintptr_t)&loop->wake_op, 0);
+        queue_cancel(loop, 0, IORING_ASYNC_CANCEL_ANY);
+        struct __kernel_timespec ts = {.tv_nsec = 100 * CORIO_NS_PER_MS};
         struct io_uring_cqe *cqe;
-        int rc = io_uring_submit_and_wait(&loop->ring, 1);
-        (void)cqe;
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        int rc = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
             break;
         reap(loop);
     }
@@ -693,7 +681,6 @@ int corio_loop_close(corio_loop_t *loop)
         return -EBUSY;
     finish_ops_in_flight(loop);
     loop->closed = true;
-    cancel_wake(loop);
     /* Futures outlive the loop; a late report goes to stderr. */
     for (corio_loop_future_t *lf = loop->futures; lf; lf = lf->lnext)
         lf->f.loop = NULL;
