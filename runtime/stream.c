@@ -380,9 +380,7 @@ int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
         return -EPIPE;
     if (n == 0)
         return 0;
-    wbuf_t *b = write_target(s);
-    if (b == &s->out && s->out.end - s->out.start + n > UINT32_MAX)
-        b = &s->pend;
+    wbuf_t *b = write_target(s); /* past CORIO_IO_MAX, the send takes what fits */
     int rc = wbuf_append(b, buf, n);
     if (rc < 0)
         return rc;

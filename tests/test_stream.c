@@ -48,6 +48,21 @@ static void peer_send(int fd, const char *s)
     CHECK_EQ(corio_send(fd, s, strlen(s), SOON(1000), NULL), (ssize_t)strlen(s));
 }
 
+/* Writes and drains until the send error a gone peer causes shows. */
+static int write_until_error(corio_stream_t *s)
+{
+    static char chunk[4096];
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        rc = corio_stream_write(s, chunk, sizeof chunk);
+        if (rc == 0)
+            rc = corio_stream_drain(s, SOON(1000));
+        if (rc == 0)
+            corio_sleep(MS);
+    }
+    return rc;
+}
+
 /* ---- reading ------------------------------------------------------------------ */
 
 static intptr_t reading_main(void *arg)
@@ -233,14 +248,7 @@ static intptr_t writing_main(void *arg)
     struct linger lg = {1, 0};
     setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(peer);
-    rc = 0;
-    for (int i = 0; i < 100 && rc == 0; i++) {
-        rc = corio_stream_write(s, chunk, sizeof chunk);
-        if (rc == 0)
-            rc = corio_stream_drain(s, SOON(1000));
-        if (rc == 0)
-            corio_sleep(MS);
-    }
+    rc = write_until_error(s);
     CHECK(rc == -ECONNRESET || rc == -EPIPE);
     corio_stream_free(s);
 
@@ -368,15 +376,7 @@ static void wait_closed_after_peer_error(bool aborting)
     int peer;
     corio_stream_t *s = stream_pair(&peer, NULL);
     close(peer); /* a FIN: our next send draws a reset, the one after EPIPE */
-    static char chunk[4096];
-    int rc = 0;
-    for (int i = 0; i < 100 && rc == 0; i++) {
-        rc = corio_stream_write(s, chunk, sizeof chunk);
-        if (rc == 0)
-            rc = corio_stream_drain(s, SOON(1000));
-        if (rc == 0)
-            corio_sleep(MS);
-    }
+    int rc = write_until_error(s);
     CHECK(rc == -EPIPE || rc == -ECONNRESET);
     if (aborting)
         corio_stream_abort(s);
@@ -523,6 +523,20 @@ static intptr_t collect_all(void *arg)
     return 0;
 }
 
+/* An unlinked file holding data, its pages dropped from the cache. (No
+ * probe with RWF_NOWAIT: a miss starts readahead, caching it again.) */
+static int uncached_file(const void *data, size_t n)
+{
+    char path[] = "/tmp/corio-sendfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    CHECK_EQ(write(fd, data, n), (ssize_t)n);
+    CHECK_EQ(fsync(fd), 0);
+    CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    return fd;
+}
+
 /* The write leaves a send queued; sendfile grows that send's buffer (it
  * moves) and, the file being uncached, waits for the ring to read it: the
  * queued send must not go out from the old buffer. */
@@ -531,14 +545,7 @@ static intptr_t sendfile_main(void *arg)
     (void)arg;
     for (size_t i = 0; i < sizeof g_sf_want; i++)
         g_sf_want[i] = (unsigned char)(i * 7 + i / 251);
-    char path[] = "/tmp/corio-sendfile-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    unlink(path);
-    CHECK_EQ(write(fd, g_sf_want + SF_HEAD, SF_FILE), SF_FILE);
-    CHECK_EQ(fsync(fd), 0);
-    CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    /* (No probe with RWF_NOWAIT: a miss starts readahead, caching it.) */
+    int fd = uncached_file(g_sf_want + SF_HEAD, SF_FILE);
     int peer;
     corio_stream_t *s = stream_pair(&peer, NULL);
     corio_task_t *t;
@@ -561,13 +568,7 @@ static intptr_t sendfile_main(void *arg)
 static intptr_t sendfile_reset_main(void *arg)
 {
     (void)arg;
-    char path[] = "/tmp/corio-sendfile-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    unlink(path);
-    CHECK_EQ(write(fd, g_sf_want, SF_FILE), SF_FILE);
-    CHECK_EQ(fsync(fd), 0);
-    CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    int fd = uncached_file(g_sf_want, SF_FILE);
     int peer;
     corio_stream_t *s = stream_pair(&peer, NULL);
     struct linger lg = {1, 0};
