@@ -479,6 +479,7 @@ static inline corio_task_t *corio__current(void)
 enum {
     CORIO_FAULT_SQE,
     CORIO_FAULT_SUBMIT,
+    CORIO_FAULT_SUBMIT_BUSY, /* a submit finding the completion queue full */
     CORIO_FAULT_MMAP,
     CORIO_FAULT_TIMER, /* growing the timer heap */
     CORIO_FAULT_NSITES

@@ -126,6 +126,8 @@ static int ring_submit(corio_loop_t *loop)
 {
     if (corio__fault_hit(CORIO_FAULT_SUBMIT))
         return -ENOMEM;
+    if (corio__fault_hit(CORIO_FAULT_SUBMIT_BUSY))
+        return -EBUSY;
     int rc;
     do
         rc = io_uring_submit(&loop->ring);
@@ -159,10 +161,17 @@ struct io_uring_sqe *corio__get_sqe(corio_loop_t *loop, int *err)
 
 void corio__op_started(corio_loop_t *loop) { loop->stats.ops_in_flight++; }
 
+/* Callers are about to close a descriptor a queued SQE may name, so a full
+ * completion queue is reaped and the submit retried rather than given up. */
 void corio__submit_queued(corio_loop_t *loop)
 {
-    if (io_uring_sq_ready(&loop->ring))
-        ring_submit(loop);
+    for (int tries = 0; tries < 8 && io_uring_sq_ready(&loop->ring); tries++) {
+        int rc = ring_submit(loop);
+        if (rc == -EBUSY || rc == -EAGAIN)
+            reap(loop);
+        else if (rc < 0)
+            return;
+    }
 }
 
 void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);

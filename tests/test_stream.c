@@ -438,7 +438,7 @@ static void abort_ends_reader(void)
 /* close right after another task queued its receive, before the ring was
  * submitted: the reader sees the end of the stream, never -EBADF, and never
  * the bytes of a descriptor that reused the number. */
-static void close_with_queued_read(bool aborting)
+static void close_with_queued_read(bool aborting, bool cq_full)
 {
     int peer;
     corio_stream_t *s = stream_pair(&peer, NULL);
@@ -447,6 +447,8 @@ static void close_with_queued_read(bool aborting)
     CHECK_EQ(corio_spawn(NULL, &t, one_byte_reader, s, NULL), 0);
     while (!g_reader_started)
         CHECK_EQ(corio_sleep(0), 0); /* resumes in the turn the reader ran */
+    if (cq_full) /* the submit before the close finds the CQ full once */
+        corio__fault_set(CORIO_FAULT_SUBMIT_BUSY, 1);
     if (aborting)
         corio_stream_abort(s);
     else
@@ -492,8 +494,10 @@ static intptr_t closing_main(void *arg)
     wait_closed_reports_epipe();
     reset_mid_line();
     abort_ends_reader();
-    close_with_queued_read(false);
-    close_with_queued_read(true);
+    for (int cq_full = 0; cq_full < 2; cq_full++) {
+        close_with_queued_read(false, cq_full);
+        close_with_queued_read(true, cq_full);
+    }
     return 0;
 }
 
