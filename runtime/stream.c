@@ -197,7 +197,7 @@ static void finish_close(corio_stream_t *s)
         return;
     s->closed = true;
     if (s->fd >= 0) {
-        if (s->reading)
+        if (s->reading && !s->loop->closed)
             corio__submit_queued(s->loop); /* its receive may still be queued */
         close(s->fd);
         s->fd = -1;
@@ -207,10 +207,24 @@ static void finish_close(corio_stream_t *s)
 
 static void send_complete(corio_op_t *op, int res, uint32_t flags);
 
+static void drop_unsent(corio_stream_t *s)
+{
+    s->out.start = s->out.end = 0;
+    s->pend.start = s->pend.end = 0;
+}
+
 static void start_send(corio_stream_t *s)
 {
     if (s->sending || s->closed)
         return;
+    if (s->loop->closed) { /* its ring is gone: nothing can be sent now */
+        if (wbuffered(s) && !s->werr)
+            s->werr = -EPIPE;
+        drop_unsent(s);
+        if (s->closing)
+            finish_close(s);
+        return;
+    }
     if (s->out.start == s->out.end) {
         /* The in-flight buffer is done: the pending one takes its place. */
         wbuf_t tmp = s->out;
@@ -265,8 +279,7 @@ static void kick(void *arg)
  * what is unsent is dropped now, and a freed stream released. */
 static void end_with_loop(corio_stream_t *s, int res)
 {
-    s->out.start = s->out.end = 0;
-    s->pend.start = s->pend.end = 0;
+    drop_unsent(s);
     if (!s->werr)
         s->werr = res < 0 && res != -ECANCELED ? res : -EPIPE;
     finish_close(s);
@@ -291,8 +304,7 @@ static void send_complete(corio_op_t *op, int res, uint32_t flags)
         if (res != -EINTR && res != -EAGAIN) {
             if (!s->werr) /* the first error is the one to report, every time */
                 s->werr = res == -ECANCELED ? -EPIPE : res;
-            s->out.start = s->out.end = 0;
-            s->pend.start = s->pend.end = 0;
+            drop_unsent(s);
             if (s->closing)
                 finish_close(s);
         }
@@ -372,7 +384,7 @@ static void update_sqe(corio_stream_t *s, wbuf_t *b)
 
 int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
 {
-    if (!s || (!buf && n))
+    if (!s || (!buf && n) || s->loop->closed)
         return -EINVAL;
     if (s->werr)
         return s->werr;

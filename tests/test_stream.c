@@ -764,8 +764,38 @@ static intptr_t order_main(void *arg)
 
 static void writes_keep_order(void) { run(order_main); }
 
+/* Streams freed after their loop closed (but before it is freed): what was
+ * sent before the close arrived, the socket is closed, nothing leaks, and
+ * a write is refused rather than touching the gone ring. */
+static void free_after_loop_close(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    for (int wrote = 0; wrote < 2; wrote++) {
+        corio_loop_t *loop;
+        CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+        int sv[2];
+        CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        corio_stream_t *s;
+        CHECK_EQ(corio_stream_new(sv[0], NULL, &s), 0);
+        if (wrote)
+            CHECK_EQ(corio_stream_write(s, "abc", 3), 0);
+        CHECK_EQ(corio_loop_close(loop), 0);
+        CHECK_EQ(corio_stream_write(s, "x", 1), -EINVAL);
+        corio_stream_close(s);
+        corio_stream_abort(s);
+        corio_stream_free(s);
+        char buf[8];
+        ssize_t n = read(sv[1], buf, sizeof buf);
+        CHECK_EQ(n, wrote ? 3 : 0);
+        if (wrote)
+            CHECK_EQ(read(sv[1], buf, sizeof buf), 0); /* then the end */
+        close(sv[1]);
+        CHECK_EQ(corio_loop_free(loop), 0);
+    }
+}
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
           CASE(server_graceful_close), CASE(closing),
           CASE(sendfile_uncached), CASE(huge_lengths),
           CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe),
-          CASE(writes_keep_order))
+          CASE(writes_keep_order), CASE(free_after_loop_close))

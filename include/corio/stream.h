@@ -85,7 +85,8 @@ CORIO_API size_t corio_stream_read_buffered(const corio_stream_t *s);
 /* ---- writing (loop thread) ------------------------------------------------ */
 
 /* Queues n bytes (copied) and starts sending them. Returns 0, -ENOMEM, the
- * stored send error, or -EPIPE after write_eof or close. */
+ * stored send error, -EPIPE after write_eof or close, or -EINVAL once the
+ * stream's loop is closed. */
 CORIO_API int corio_stream_write(corio_stream_t *s, const void *buf, size_t n);
 /* Flow control: returns at once below the high-water mark, else waits until
  * the buffer drains to the low-water mark. Returns 0, the send error,
@@ -124,7 +125,8 @@ CORIO_API void corio_stream_close(corio_stream_t *s);
 CORIO_API int corio_stream_wait_closed(corio_stream_t *s, int64_t deadline);
 /* Closes (as corio_stream_close) and releases the stream; its memory goes
  * once the kernel has finished with it (at the latest when its loop
- * closes). Loop thread, before the loop is closed. */
+ * closes). Loop thread. Also allowed after the loop is closed, but before
+ * it is freed: the socket is closed and the memory released at once. */
 CORIO_API void corio_stream_free(corio_stream_t *s);
 /* Closes at once: buffered bytes are dropped, sends in flight cancelled. */
 CORIO_API void corio_stream_abort(corio_stream_t *s);
