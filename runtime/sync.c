@@ -22,7 +22,7 @@ int corio_lock_destroy(corio_lock_t *lock)
 {
     if (!lock)
         return -EINVAL;
-    if (lock->locked || lock->waiters.n)
+    if (lock->locked || lock->waiters.inside)
         return -EBUSY;
     return 0;
 }
@@ -85,6 +85,7 @@ int corio_event_destroy(corio_event_t *ev)
 {
     if (!ev)
         return -EINVAL;
+    /* A woken waiter no longer touches the event: only linked ones count. */
     return ev->waiters.n ? -EBUSY : 0;
 }
 
@@ -135,7 +136,8 @@ int corio_condition_destroy(corio_condition_t *c)
 {
     if (!c)
         return -EINVAL;
-    if (c->waiters.n || (c->lock == &c->own_lock && (c->own_lock.locked || c->own_lock.waiters.n)))
+    if (c->waiters.inside ||
+        (c->lock == &c->own_lock && (c->own_lock.locked || c->own_lock.waiters.inside)))
         return -EBUSY;
     return 0;
 }
@@ -244,7 +246,7 @@ int corio_semaphore_destroy(corio_semaphore_t *s)
 {
     if (!s)
         return -EINVAL;
-    return s->waiters.n ? -EBUSY : 0;
+    return s->waiters.inside ? -EBUSY : 0;
 }
 
 int corio_semaphore_try_acquire(corio_semaphore_t *s)
@@ -280,10 +282,12 @@ int corio_semaphore_release(corio_semaphore_t *s)
 {
     if (!s)
         return -EINVAL;
-    if (corio__waitq_wake_one(&s->waiters, 0))
-        return 0;
+    /* The bound first, as asyncio: with waiters value is 0, so only a
+     * bound of 0 refuses a hand-over. */
     if (s->bound >= 0 && s->value >= s->bound)
         return -EOVERFLOW;
+    if (corio__waitq_wake_one(&s->waiters, 0))
+        return 0;
     s->value++;
     return 0;
 }
@@ -316,7 +320,7 @@ int corio_barrier_destroy(corio_barrier_t *b)
 {
     if (!b)
         return -EINVAL;
-    return b->waiters.n ? -EBUSY : 0;
+    return b->waiters.inside ? -EBUSY : 0;
 }
 
 static void barrier_break(corio_barrier_t *b, bool broken)

@@ -102,7 +102,10 @@ static inline int corio__waitq_wait(corio_waitq_t *q, corio_waiter_t *w)
     w->detach = corio__waitq_detach;
     w->woken = false;
     corio__waitq_push(q, w);
-    return corio__suspend(w, CORIO_NEVER);
+    q->inside++;
+    rc = corio__suspend(w, CORIO_NEVER);
+    q->inside--; /* what the caller does next is synchronous */
+    return rc;
 }
 
 /* Wakes the first waiter of q with result; false when q is empty. */

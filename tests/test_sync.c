@@ -659,7 +659,81 @@ static intptr_t barrier_main(void *arg)
 
 static void barrier_basic(void) { CHECK_EQ(run_main(barrier_main, NULL), 0); }
 
+/* ---- destroy waits for every task still inside a wait ----------------------- */
+
+static intptr_t cond_waiter(void *arg)
+{
+    corio_condition_t *c = arg;
+    CHECK_EQ(corio_condition_acquire(c), 0);
+    int rc = corio_condition_wait(c);
+    CHECK_EQ(corio_condition_release(c), 0);
+    return rc;
+}
+
+/* A waiter that was woken (notified, granted a permit, or cancelled) still
+ * touches the primitive when it resumes, so destroy says -EBUSY until it has
+ * returned; freeing the memory on a 0 was a use after free. */
+static intptr_t destroy_busy_main(void *arg)
+{
+    (void)arg;
+    corio_condition_t c;
+    CHECK_EQ(corio_condition_init(&c, NULL), 0);
+    corio_task_t *w = spawn(cond_waiter, &c);
+    turns(2);
+    CHECK_EQ(corio_condition_acquire(&c), 0);
+    CHECK_EQ(corio_condition_notify(&c, 1), 1);
+    CHECK_EQ(corio_condition_release(&c), 0);
+    CHECK_EQ(corio_condition_destroy(&c), -EBUSY); /* w has yet to take the lock back */
+    CHECK_EQ(join(w), 0);
+    CHECK_EQ(corio_condition_destroy(&c), 0);
+
+    corio_semaphore_t s;
+    CHECK_EQ(corio_semaphore_init(&s, 0), 0);
+    w = spawn(sem_user, &s);
+    turns(2);
+    CHECK_EQ(corio_semaphore_release(&s), 0); /* the permit is handed to w... */
+    corio_task_cancel(w);                     /* ...which gives it back on resuming */
+    CHECK_EQ(corio_semaphore_destroy(&s), -EBUSY);
+    CHECK_EQ(join(w), -ECANCELED);
+    CHECK_EQ(corio_semaphore_value(&s), 1);
+    CHECK_EQ(corio_semaphore_destroy(&s), 0);
+
+    corio_barrier_t b;
+    CHECK_EQ(corio_barrier_init(&b, 2), 0);
+    w = spawn(barrier_user, &b);
+    turns(2);
+    corio_task_cancel(w); /* unlinked now; it breaks the barrier on resuming */
+    CHECK_EQ(corio_barrier_destroy(&b), -EBUSY);
+    CHECK_EQ(join(w), -ECANCELED);
+    CHECK(corio_barrier_broken(&b));
+    CHECK_EQ(corio_barrier_destroy(&b), 0);
+    return 0;
+}
+
+static void destroy_waits_for_woken(void) { CHECK_EQ(run_main(destroy_busy_main, NULL), 0); }
+
+/* BoundedSemaphore(0): no release is ever legal, also with a waiter (it got
+ * a permit that never existed). */
+static intptr_t bounded_zero_main(void *arg)
+{
+    (void)arg;
+    corio_semaphore_t s;
+    CHECK_EQ(corio_bounded_semaphore_init(&s, 0), 0);
+    CHECK_EQ(corio_semaphore_release(&s), -EOVERFLOW);
+    corio_task_t *w = spawn(sem_user, &s);
+    turns(2);
+    CHECK_EQ(corio_semaphore_release(&s), -EOVERFLOW);
+    turns(2);
+    CHECK(!corio_task_done(w));
+    corio_task_cancel(w);
+    CHECK_EQ(join(w), -ECANCELED);
+    CHECK_EQ(corio_semaphore_destroy(&s), 0);
+    return 0;
+}
+
+static void bounded_semaphore_zero(void) { CHECK_EQ(run_main(bounded_zero_main, NULL), 0); }
+
 TEST_MAIN(CASE(lock_fifo), CASE(lock_cancel_orders), CASE(lock_timeout_orders),
           CASE(lock_cancelled_cleanup), CASE(lock_no_task), CASE(lock_chaos), CASE(event_basic),
           CASE(condition_basic), CASE(condition_cancel), CASE(condition_chaos), CASE(semaphore_basic),
-          CASE(barrier_basic))
+          CASE(barrier_basic), CASE(destroy_waits_for_woken), CASE(bounded_semaphore_zero))

@@ -24,10 +24,12 @@
 
 CORIO_BEGIN_DECLS
 
-/* A FIFO of suspended tasks (private). */
+/* A FIFO of suspended tasks (private). inside also counts the waiters
+ * that were woken or cancelled but have not resumed yet: they still touch
+ * the primitive, so destroying it must wait for them too. */
 typedef struct corio_waitq {
     struct corio_waiter *head, *tail;
-    size_t n;
+    size_t n, inside;
 } corio_waitq_t;
 
 /* ---- Lock: fair (FIFO), handed directly to the next waiter ----------------- */
