@@ -28,7 +28,7 @@ struct corio_queue {
     size_t unfinished;      /* items put and not yet marked done */
     uint64_t seq;
     corio_waitq_t getters, putters, joiners;
-    bool shutdown;
+    bool shutdown, dropping; /* dropping: shut down immediately */
 };
 
 typedef struct qwaiter {
@@ -89,6 +89,21 @@ static void heap_down(qitem_t *h, size_t n, size_t i)
     h[i] = x;
 }
 
+/* A given-back FIFO item goes to the head, behind the older ones given
+ * back before it (two getters cancelled in one turn): order is by seq. */
+static void fifo_push_front(corio_queue_t *q, qitem_t it)
+{
+    size_t mask = q->cap - 1, i = 0;
+    q->head = (q->head - 1) & mask;
+    for (; i < q->size; i++) {
+        qitem_t *next = &q->buf[(q->head + i + 1) & mask];
+        if (next->seq > it.seq)
+            break;
+        q->buf[(q->head + i) & mask] = *next;
+    }
+    q->buf[(q->head + i) & mask] = it;
+}
+
 /* Inserts at the back, or at the front (front: an item a cancelled getter
  * gives back, so it comes out next again). */
 static int push(corio_queue_t *q, qitem_t it, bool front)
@@ -100,12 +115,10 @@ static int push(corio_queue_t *q, qitem_t it, bool front)
     }
     switch (q->kind) {
     case CORIO_QUEUE_FIFO:
-        if (front) {
-            q->head = (q->head - 1) & (q->cap - 1);
-            q->buf[q->head] = it;
-        } else {
+        if (front)
+            fifo_push_front(q, it);
+        else
             q->buf[(q->head + q->size) & (q->cap - 1)] = it;
-        }
         break;
     case CORIO_QUEUE_LIFO:
         q->buf[q->size] = it;
@@ -177,7 +190,7 @@ int corio_queue_free(corio_queue_t *q)
 {
     if (!q)
         return -EINVAL;
-    if (q->getters.n || q->putters.n || q->joiners.n || q->reserved)
+    if (q->getters.inside || q->putters.inside || q->joiners.inside || q->reserved)
         return -EBUSY;
     drop_items(q);
     free(q->buf);
@@ -273,6 +286,12 @@ int corio_queue_put_priority_nowait(corio_queue_t *q, int64_t priority, corio_va
  * one past maxsize for a moment; losing the item would be worse. */
 static void give_back(corio_queue_t *q, qitem_t it)
 {
+    if (q->dropping) { /* shut down immediately: dropped as the rest were */
+        if (it.v.len)
+            free(it.v.ptr);
+        corio_queue_task_done(q);
+        return;
+    }
     corio_waiter_t *g = corio__waitq_pop(&q->getters);
     if (g) {
         corio_container_of(g, qwaiter_t, w)->item = it;
@@ -355,6 +374,7 @@ int corio_queue_shutdown(corio_queue_t *q, bool immediate)
         return -EINVAL;
     q->shutdown = true;
     if (immediate) {
+        q->dropping = true;
         size_t n = q->size;
         drop_items(q);
         q->unfinished = q->unfinished > n ? q->unfinished - n : 0;

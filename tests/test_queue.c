@@ -546,7 +546,64 @@ static void queue_no_task(void)
     CHECK_EQ(corio_queue_free(q), 0);
 }
 
+static intptr_t plain_getter(void *q)
+{
+    corio_value_t v;
+    int rc = corio_queue_get(q, &v);
+    return rc < 0 ? rc : corio_value_as_int(v);
+}
+
+/* Two getters handed A and B, both cancelled in that turn, C queued behind:
+ * the items come out A, B, C (each give-back went to the front: B, A, C). */
+static intptr_t giveback_order_main(void *arg)
+{
+    (void)arg;
+    corio_queue_t *q;
+    CHECK_EQ(corio_queue_new(&q, CORIO_QUEUE_FIFO, 0), 0);
+    corio_task_t *g1 = spawn(plain_getter, q), *g2 = spawn(plain_getter, q);
+    turns(2);
+    for (int i = 1; i <= 3; i++)
+        CHECK_EQ(corio_queue_put_nowait(q, V(i)), 0);
+    corio_task_cancel(g1);
+    corio_task_cancel(g2);
+    CHECK_EQ(join(g1), -ECANCELED);
+    CHECK_EQ(join(g2), -ECANCELED);
+    for (int i = 1; i <= 3; i++)
+        CHECK_EQ(getv(q), i);
+    CHECK_EQ(corio_queue_free(q), 0);
+    return 0;
+}
+
+static void queue_giveback_keeps_order(void) { CHECK_EQ(run_main(giveback_order_main, NULL), 0); }
+
+/* An item handed to a getter cancelled in the turn of an immediate shutdown
+ * is dropped and counted done like the rest, not put back into the queue
+ * (join then never returned); free waits until that getter has resumed. */
+static intptr_t shutdown_giveback_main(void *arg)
+{
+    (void)arg;
+    corio_queue_t *q;
+    CHECK_EQ(corio_queue_new(&q, CORIO_QUEUE_FIFO, 0), 0);
+    CHECK_EQ(corio_queue_put_nowait(q, V(1)), 0);
+    CHECK_EQ(getv(q), 1); /* X: in work, not done yet */
+    corio_task_t *g = spawn(plain_getter, q), *j = spawn(joiner, q);
+    turns(2);
+    CHECK_EQ(corio_queue_put_nowait(q, V(2)), 0); /* handed to g */
+    corio_task_cancel(g);
+    CHECK_EQ(corio_queue_shutdown(q, true), 0);
+    CHECK_EQ(corio_queue_free(q), -EBUSY); /* g still holds the item */
+    CHECK_EQ(join(g), -ECANCELED);
+    CHECK_EQ(corio_queue_qsize(q), 0);
+    CHECK_EQ(corio_queue_task_done(q), 0); /* X */
+    CHECK_EQ(join(j), 0);
+    CHECK_EQ(corio_queue_free(q), 0);
+    return 0;
+}
+
+static void queue_shutdown_drops_giveback(void) { CHECK_EQ(run_main(shutdown_giveback_main, NULL), 0); }
+
 TEST_MAIN(CASE(queue_order), CASE(queue_maxsize), CASE(queue_join), CASE(queue_shutdown),
           CASE(queue_cancel_get_orders), CASE(queue_timeout_get_orders),
           CASE(queue_cancel_put_orders), CASE(queue_producers_consumers),
-          CASE(queue_pingpong_starves_nothing), CASE(queue_chaos), CASE(queue_no_task))
+          CASE(queue_pingpong_starves_nothing), CASE(queue_chaos), CASE(queue_no_task),
+          CASE(queue_giveback_keeps_order), CASE(queue_shutdown_drops_giveback))
