@@ -2,7 +2,9 @@
  * Event, Condition, Semaphore, BoundedSemaphore, Barrier (asyncio's).
  *
  * The caller allocates each primitive (on its stack, in a struct, or with
- * malloc) and pairs *_init with *_destroy; the fields are private. A
+ * malloc) and pairs *_init with *_destroy; the fields are private. Its
+ * memory may go once *_destroy returned 0: -EBUSY also covers a task that
+ * was woken or cancelled in a wait and has not returned from it yet. A
  * primitive belongs to the loop of the tasks that use it, and every call is
  * made on that loop's thread.
  *
