@@ -65,6 +65,48 @@ static bool gather_done(void *arg)
     return g->ndone == g->n;
 }
 
+typedef struct slot {
+    corio_future_t *f;
+    size_t i;
+} slot_t;
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const slot_t *x = a, *y = b;
+    if (x->f != y->f)
+        return (uintptr_t)x->f < (uintptr_t)y->f ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* repeat[i]: fs[i] also appears earlier. NULL without memory. */
+static bool *mark_repeats(corio_future_t *const *fs, size_t n)
+{
+    slot_t *s = malloc(n * sizeof *s);
+    bool *repeat = calloc(n, sizeof *repeat);
+    if (!s || !repeat) {
+        free(s);
+        free(repeat);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        s[i] = (slot_t){fs[i], i};
+    qsort(s, n, sizeof *s, slot_cmp);
+    for (size_t k = 1; k < n; k++)
+        repeat[s[k].i] = s[k].f == s[k - 1].f;
+    free(s);
+    return repeat;
+}
+
+static bool listed_before(corio_future_t *const *fs, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (fs[j] == fs[i])
+            return true;
+    return false;
+}
+
+/* Cancels each future once, in list order, however often it is listed: a
+ * task that caught the cancellation must not find a second one pending. */
 static void gather_cancel_rest(void *arg, int reason)
 {
     (void)reason;
@@ -72,9 +114,13 @@ static void gather_cancel_rest(void *arg, int reason)
     if (g->cancelled)
         return;
     g->cancelled = true;
-    for (size_t i = 0; i < g->n; i++)
-        if (!corio_future_done(g->fs[i]))
+    bool *repeat = g->n > 1 ? mark_repeats(g->fs, g->n) : NULL;
+    for (size_t i = 0; i < g->n; i++) {
+        bool again = repeat ? repeat[i] : listed_before(g->fs, i);
+        if (!again && !corio_future_done(g->fs[i]))
             corio_future_cancel(g->fs[i]);
+    }
+    free(repeat);
 }
 
 int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio_outcome_t *results)
@@ -87,6 +133,11 @@ int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags, corio
     corio_task_t *t = corio_current_task();
     if (!t)
         return -EDEADLK;
+    for (size_t i = 0; i < n; i++) {
+        corio_loop_t *fl = corio_future_loop(futures[i]);
+        if (fl && fl != t->fut.loop)
+            return -EINVAL; /* another loop's future: its callbacks never run here */
+    }
     gather_t g = {.w = {.task = t}, .fs = futures, .n = n,
                   .collect = (flags & CORIO_GATHER_COLLECT) != 0};
     size_t nts = 0;

@@ -3,6 +3,7 @@
  * order within one loop turn. */
 #include "sync_util.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #define MS CORIO_NS_PER_MS
@@ -448,6 +449,68 @@ static intptr_t wait_main(void *arg)
 
 static void wait_on_tasks(void) { CHECK_EQ(run_main(wait_main, NULL), 0); }
 
+static int g_cleanup_rc;
+
+/* Catches the first cancellation and awaits its cleanup. */
+static intptr_t cleanup_child(void *arg)
+{
+    (void)arg;
+    if (corio_sleep(60000 * MS) != -ECANCELED)
+        return 5;
+    corio_task_uncancel(corio_current_task());
+    g_cleanup_rc = corio_sleep(MS);
+    return -ECANCELED;
+}
+
+static intptr_t gather_twice(void *arg)
+{
+    corio_future_t *fs[3] = {arg, arg, arg};
+    return corio_gather(fs, 3, 0, NULL);
+}
+
+static void *foreign_loop_future(void *arg)
+{
+    corio_loop_t *l;
+    CHECK_EQ(corio_loop_new(&l, NULL), 0);
+    CHECK_EQ(corio_future_new(l, arg), 0);
+    return l;
+}
+
+/* The same task listed three times is cancelled once (its cleanup await
+ * used to find a second request); another loop's future is refused, not
+ * awaited for ever. */
+static intptr_t gather_repeats_main(void *arg)
+{
+    (void)arg;
+    g_cleanup_rc = 1;
+    corio_task_t *c = spawn(cleanup_child, NULL);
+    corio_task_t *g = spawn(gather_twice, corio_task_future(c));
+    CHECK_EQ(corio_sleep(10 * MS), 0);
+    corio_task_cancel(g);
+    CHECK_EQ(join(g), -ECANCELED);
+    CHECK_EQ(join(c), -ECANCELED);
+    CHECK_EQ(g_cleanup_rc, 0);
+
+    corio_future_t *foreign = NULL;
+    pthread_t th;
+    void *other;
+    CHECK_EQ(pthread_create(&th, NULL, foreign_loop_future, &foreign), 0);
+    CHECK_EQ(pthread_join(th, &other), 0);
+    corio_future_t *fs[2] = {foreign, foreign};
+    CHECK_EQ(corio_gather(fs, 2, 0, NULL), -EINVAL);
+    CHECK(!corio_future_cancelled(foreign));
+    corio_future_unref(foreign);
+    return (intptr_t)other; /* freed by the caller, on this thread */
+}
+
+static void gather_repeats_and_foreign(void)
+{
+    intptr_t other = run_main(gather_repeats_main, NULL);
+    CHECK(other > 0);
+    CHECK_EQ(corio_loop_free((corio_loop_t *)other), 0);
+}
+
 TEST_MAIN(CASE(gather_in_order), CASE(gather_executor_futures), CASE(gather_first_error), CASE(gather_collect),
           CASE(gather_cancelled), CASE(wait_for_basic), CASE(wait_for_race_orders),
-          CASE(wait_for_cancelled), CASE(shield_basic), CASE(wait_on_tasks))
+          CASE(wait_for_cancelled), CASE(shield_basic), CASE(wait_on_tasks),
+          CASE(gather_repeats_and_foreign))

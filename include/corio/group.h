@@ -30,7 +30,9 @@ typedef struct corio_outcome {
  * they are done and returns that error. With CORIO_GATHER_COLLECT it waits
  * for all and returns 0. When the calling task is cancelled or its scope
  * expires, every future still pending is cancelled and awaited, and gather
- * returns -ECANCELED or -ETIMEDOUT. The caller keeps its references. */
+ * returns -ECANCELED or -ETIMEDOUT. A future listed twice is cancelled
+ * once. -EINVAL for another loop's future. The caller keeps its
+ * references. */
 CORIO_API int corio_gather(corio_future_t *const *futures, size_t n, unsigned flags,
                            corio_outcome_t *results);
 
