@@ -283,6 +283,7 @@ struct corio_task {
     corio_waiter_t *waiter;  /* the wait the task is suspended in */
     int cancel_requests;
     bool shielded; /* in a shielded wait: scope_deadline parked at CORIO_NEVER */
+    bool waits_for_scope;    /* its shielded wait's deadline is the scope's (timeout.c) */
     bool scope_expired;      /* a wait ended by the scope deadline */
     bool started;            /* finished is fut's done state: nothing else sets it */
     int64_t scope_deadline;  /* the innermost timeout scope's deadline */

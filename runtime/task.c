@@ -176,6 +176,7 @@ static void task_init(corio_task_t *t, corio_loop_t *loop, corio_task_fn fn, voi
     t->waiter = NULL;
     t->cancel_requests = 0;
     t->shielded = false;
+    t->waits_for_scope = false;
     t->scope_expired = t->started = false;
     t->scope_deadline = CORIO_NEVER;
     t->scope_top = NULL;

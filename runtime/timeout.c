@@ -63,8 +63,13 @@ int corio_timeout_reschedule(corio_timeout_t *s, int64_t deadline)
     s->deadline = deadline;
     corio_task_t *t = s->task;
     apply(t);
-    if (t != corio_current_task())
-        corio__task_deadline_changed(t);
+    if (t == corio_current_task())
+        return 0;
+    /* A shielded wait that watches the scope (a group's exit) waits with
+     * the scope's deadline as its own: it moves with the scope. */
+    if (t->waits_for_scope && t->waiter)
+        t->waiter->deadline = corio__scope_deadline(t, CORIO_NEVER);
+    corio__task_deadline_changed(t);
     return 0;
 }
 
@@ -135,7 +140,6 @@ int corio__wait_shielded(corio_waiter_t *w, bool (*done)(void *), void (*on_inte
 {
     corio_task_t *t = corio_current_task();
     int seen = 0;
-    int64_t scope = t->scope_deadline;
     if (t->cancel_requests) {
         seen |= CORIO__SAW_CANCEL;
         on_interrupt(arg, -ECANCELED);
@@ -143,13 +147,18 @@ int corio__wait_shielded(corio_waiter_t *w, bool (*done)(void *), void (*on_inte
     corio__shield_t sh;
     corio__shield_enter(&sh, t);
     while (!done(arg)) {
+        /* Read each time: another task may have rescheduled the scope. */
+        int64_t scope = corio__scope_deadline(t, sh.scope_deadline);
         if (!(seen & CORIO__SAW_TIMEOUT) && scope != CORIO_NEVER && scope <= corio_now()) {
             seen |= CORIO__SAW_TIMEOUT;
             on_interrupt(arg, -ETIMEDOUT);
             continue;
         }
         w->task = t;
-        int rc = corio__wait(w, seen & CORIO__SAW_TIMEOUT ? CORIO_NEVER : scope);
+        bool watch = !(seen & CORIO__SAW_TIMEOUT);
+        t->waits_for_scope = watch;
+        int rc = corio__wait(w, watch ? scope : CORIO_NEVER);
+        t->waits_for_scope = false;
         if (rc == -ECANCELED) {
             corio__shield_absorb(&sh);
             if (!(seen & CORIO__SAW_CANCEL)) {

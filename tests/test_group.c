@@ -341,6 +341,64 @@ static void group_nested_cancel_orders(void)
     }
 }
 
+/* ---- a scope rescheduled by another task while the parent waits in exit ------- */
+
+typedef struct resched {
+    corio_timeout_t *scope;
+    int64_t to;
+} resched_t;
+
+static intptr_t rescheduler(void *arg)
+{
+    resched_t *r = arg;
+    turns(2); /* the parent is waiting in exit by now */
+    return corio_timeout_reschedule(r->scope, r->to);
+}
+
+static intptr_t slow_child(void *arg)
+{
+    int rc = corio_sleep((int64_t)(intptr_t)arg * MS);
+    return rc ? rc : 7;
+}
+
+/* exit under a scope that another task moves: to never (the old deadline
+ * must not fire), or to soon (the children are cancelled then). */
+static int exit_with_moved_scope(int64_t scope_ms, int64_t to, intptr_t child_ms, intptr_t *child)
+{
+    corio_timeout_t s;
+    CHECK_EQ(corio_timeout(&s, scope_ms * MS), 0);
+    resched_t r = {&s, to};
+    corio_task_t *m = spawn(rescheduler, &r);
+    corio_task_group_t g;
+    CHECK_EQ(corio_task_group_init(&g), 0);
+    corio_task_t *c;
+    CHECK_EQ(corio_task_group_spawn(&g, &c, slow_child, (void *)child_ms, NULL), 0);
+    int rc = corio_timeout_exit(&s, corio_task_group_exit(&g, 0));
+    corio_value_t v = {NULL, 0};
+    int crc = corio_future_result(corio_task_future(c), &v);
+    *child = crc < 0 ? crc : (intptr_t)v.ptr;
+    corio_task_release(c);
+    CHECK_EQ(corio_task_group_destroy(&g), 0);
+    CHECK_EQ(join(m), 0);
+    return rc;
+}
+
+static intptr_t moved_scope_main(void *arg)
+{
+    (void)arg;
+    intptr_t child;
+    CHECK_EQ(exit_with_moved_scope(200, CORIO_NEVER, 500, &child), 0);
+    CHECK_EQ(child, 7);
+    CHECK_EQ(exit_with_moved_scope(60000, corio_now() + 20 * MS, 5000, &child), -ETIMEDOUT);
+    CHECK_EQ(child, -ECANCELED);
+    return 0;
+}
+
+static void group_exit_sees_rescheduled_scope(void)
+{
+    CHECK_EQ(run_main(moved_scope_main, NULL), 0);
+}
+
 TEST_MAIN(CASE(group_basic), CASE(group_no_task), CASE(group_child_failure), CASE(group_errors),
           CASE(group_parent_cancelled), CASE(group_in_timeout_scope),
-          CASE_T(group_nested_cancel_orders, 60))
+          CASE_T(group_nested_cancel_orders, 60), CASE(group_exit_sees_rescheduled_scope))
