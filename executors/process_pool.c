@@ -852,9 +852,10 @@ static void pp_destroy(corio_executor_t *ex)
     corio_job_queue_t left = {0};
     fail_queued_locked(p, &left);
     fail_all(&left, -ECANCELED, NULL);
-    close(p->wake_fd);
-    close(p->lifeline[0]);
-    close(p->lifeline[1]);
+    int fds[3] = {p->wake_fd, p->lifeline[0], p->lifeline[1]};
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (p->o.initarg.len)
         free(p->o.initarg.ptr);
     pthread_mutex_destroy(&p->mu);
@@ -923,8 +924,6 @@ static int pool_options(process_pool_t *p, const corio_process_pool_options_t *o
 
 static int pool_resources(process_pool_t *p)
 {
-    p->wake_fd = -1;
-    p->lifeline[0] = p->lifeline[1] = -1;
     p->workers = calloc((size_t)p->base.max_workers, sizeof *p->workers);
     if (!p->workers)
         return -ENOMEM;
@@ -944,6 +943,8 @@ int corio_process_pool_new(corio_executor_t **out, const corio_process_pool_opti
     if (!p)
         return -ENOMEM;
     p->base.ops = &process_pool_ops;
+    /* Before anything can fail: calloc's zeros would name fd 0. */
+    p->wake_fd = p->lifeline[0] = p->lifeline[1] = -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->join_mu, NULL);
     int rc = pool_options(p, opts);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -730,6 +731,25 @@ static void test_shutdown_cancel_and_submit_after(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Options refused before any descriptor exists close none: fd 0 was closed
+ * (three times) on this path. */
+static void test_bad_options_close_no_fd(void)
+{
+    if (fcntl(0, F_GETFD) < 0)
+        CHECK_EQ(open("/dev/null", O_RDONLY), 0);
+    struct stat before, after;
+    CHECK_EQ(fstat(0, &before), 0);
+    corio_process_pool_options_t bad[3] = {{.max_workers = -1}, {.max_tasks_per_child = -5},
+                                           {.start_method = (corio_start_method_t)7}};
+    for (int i = 0; i < 3; i++) {
+        corio_executor_t *ex = NULL;
+        CHECK_EQ(corio_process_pool_new(&ex, &bad[i]), -EINVAL);
+        CHECK(fcntl(0, F_GETFD) >= 0);
+        CHECK_EQ(fstat(0, &after), 0);
+        CHECK(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
+    }
+}
+
 static intptr_t await_process_future(void *arg)
 {
     corio_executor_t *ex = arg;
@@ -790,4 +810,4 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
           CASE_T(test_pool_created_beside_default_pool, 60),
           CASE_T(test_random_kills_under_load, 120),
-          CASE_T(test_pipeline_between_process_pools, 60))
+          CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd))
