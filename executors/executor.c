@@ -256,7 +256,7 @@ int corio_executor_workers(corio_executor_t *ex)
 
 int corio_executor_worker_pids(corio_executor_t *ex, int *pids, int max)
 {
-    if (!ex)
+    if (!ex || max < 0 || (!pids && max > 0))
         return -EINVAL;
     return ex->ops->worker_pids ? ex->ops->worker_pids(ex, pids, max) : 0;
 }

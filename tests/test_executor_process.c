@@ -750,6 +750,17 @@ static void test_bad_options_close_no_fd(void)
     }
 }
 
+static void test_worker_pids_null_buffer(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    CHECK_EQ(corio_executor_worker_pids(ex, NULL, 4), -EINVAL);
+    CHECK_EQ(corio_executor_worker_pids(ex, NULL, 0), 2);
+    int pids[1];
+    CHECK_EQ(corio_executor_worker_pids(ex, pids, 1), 2);
+    CHECK(pids[0] > 0);
+    corio_executor_free(ex);
+}
+
 static intptr_t await_process_future(void *arg)
 {
     corio_executor_t *ex = arg;
@@ -810,4 +821,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
           CASE_T(test_pool_created_beside_default_pool, 60),
           CASE_T(test_random_kills_under_load, 120),
-          CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd))
+          CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd),
+          CASE_T(test_worker_pids_null_buffer, 60))

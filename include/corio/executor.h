@@ -90,7 +90,8 @@ CORIO_API int corio_executor_max_workers(const corio_executor_t *ex);
 /* Live workers (threads or processes) right now. */
 CORIO_API int corio_executor_workers(corio_executor_t *ex);
 /* Process pools: fills pids with at most max worker pids; returns how many
- * workers there are. 0 for thread pools. */
+ * workers there are (pids may be NULL when max is 0). 0 for thread pools;
+ * -EINVAL for a NULL ex, a negative max, or NULL pids with max > 0. */
 CORIO_API int corio_executor_worker_pids(corio_executor_t *ex, int *pids, int max);
 
 /* ---- map: results in input order, consumed lazily ----------------------- */
