@@ -81,6 +81,19 @@ static int die_after(const corio_value_t *arg, corio_value_t *result)
     return 0;
 }
 
+/* arg: a path as bytes. Appends one byte to it (a count of runs that
+ * survives the worker), then dies. */
+static int crash_once(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)result;
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)arg->len, (const char *)arg->ptr);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd >= 0 && write(fd, "x", 1) == 1)
+        close(fd);
+    _exit(3);
+}
+
 static int init_count;
 
 static int count_init(const corio_value_t *arg)
@@ -513,6 +526,65 @@ static void test_random_kills_under_load(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Short tasks awaited one by one: the pool learns they are short and
+ * starts sending tasks ahead to busy workers. */
+static void warm_up(corio_executor_t *ex)
+{
+    for (int i = 0; i < 200; i++) {
+        corio_future_t *f = submit_int(ex, square, i);
+        CHECK_EQ(result_int(f), i * i);
+        corio_future_unref(f);
+    }
+}
+
+static void file_size_is(const char *path, off_t size)
+{
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_size, size);
+}
+
+/* Tasks sent ahead to one worker behind a gate, one of them crashing: the
+ * tasks before it keep their results (a worker used to hold finished
+ * results back while it ran the next task, losing them when it died), the
+ * crashing task fails and is not run again, and those after it run on the
+ * replacement. */
+static void test_worker_death_fails_only_its_task(void)
+{
+    char gate[64], count[80];
+    closed_gate(gate, sizeof gate);
+    snprintf(count, sizeof count, "%s.runs", gate);
+    unlink(count);
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    warm_up(ex);
+    corio_future_t *first, *before, *crash, *after[10];
+    CHECK_EQ(corio_executor_submit(ex, wait_for_gate, (corio_value_t){gate, strlen(gate)}, &first),
+             0);
+    before = submit_int(ex, square, 6);
+    CHECK_EQ(corio_executor_submit(ex, crash_once, (corio_value_t){count, strlen(count)}, &crash),
+             0);
+    for (int i = 0; i < 10; i++)
+        after[i] = submit_int(ex, square, i);
+    sleep_ms(300); /* the manager sends them ahead */
+    open_gate(gate);
+    CHECK(result_int(first) > 0);
+    CHECK_EQ(result_int(before), 36);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(crash, 20 * CORIO_NS_PER_SEC, &v), CORIO_EWORKERDIED);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(result_int(after[i]), i * i);
+        corio_future_unref(after[i]);
+    }
+    file_size_is(count, 1);
+    corio_future_unref(first);
+    corio_future_unref(before);
+    corio_future_unref(crash);
+    corio_executor_free(ex);
+    unlink(gate);
+    unlink(count);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 /* pipeline.py's shape: stage one's done-callback (in pool one's manager
  * thread) submits stage two into another process pool. */
 static corio_executor_t *second_stage;
@@ -822,4 +894,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_pool_created_beside_default_pool, 60),
           CASE_T(test_random_kills_under_load, 120),
           CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd),
-          CASE_T(test_worker_pids_null_buffer, 60))
+          CASE_T(test_worker_pids_null_buffer, 60),
+          CASE_T(test_worker_death_fails_only_its_task, 60))
