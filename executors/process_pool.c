@@ -539,8 +539,10 @@ static void close_worker(process_pool_t *p, proc_worker_t *w)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* The worker is dead: the task it ran fails with how it died, the tasks
- * sent behind it go back to the front of the queue. */
+/* The worker is dead: the task it ran fails with how it died (it writes
+ * each result before the next task starts, so that is the oldest without
+ * one). The tasks sent behind it go back to the front of the queue, or fail
+ * if the pool is broken, since nothing takes jobs from a broken pool. */
 static void worker_died(process_pool_t *p, proc_worker_t *w)
 {
     int status = 0;
@@ -553,11 +555,13 @@ static void worker_died(process_pool_t *p, proc_worker_t *w)
     bool was_ready = w->ready;
     corio_job_t *head = w->ninflight ? w->inflight[0] : NULL;
     close_worker(p, w);
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
     for (int i = w->ninflight - 1; i >= 1; i--)
-        corio__jq_push_front(&p->q, w->inflight[i]);
+        corio__jq_push_front(p->broken ? &failed : &p->q, w->inflight[i]);
     w->ninflight = 0;
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, CORIO_EBROKEN, "the process pool broke before this task ran");
     if (head && w->timed_out)
         corio__job_fail(head, -ETIMEDOUT, "the task passed its deadline; its worker was killed");
     else if (head)

@@ -94,6 +94,21 @@ static int crash_once(const corio_value_t *arg, corio_value_t *result)
     _exit(3);
 }
 
+/* arg: a gate path. Waits for the gate, then dies. */
+static int gate_then_exit(const corio_value_t *arg, corio_value_t *result)
+{
+    wait_for_gate(arg, result);
+    _exit(1);
+}
+
+/* initarg: a path; fails (breaking the pool) once that file exists. */
+static int init_fails_once_flagged(const corio_value_t *arg)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)arg->len, (const char *)arg->ptr);
+    return access(path, F_OK) == 0 ? -EPERM : 0;
+}
+
 static int init_count;
 
 static int count_init(const corio_value_t *arg)
@@ -585,6 +600,69 @@ static void test_worker_death_fails_only_its_task(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Until the pool says it is broken (submits fail); every future submitted
+ * meanwhile fails with CORIO_EBROKEN. */
+static void wait_broken(corio_executor_t *ex)
+{
+    for (int i = 0; i < 2000; i++) {
+        corio_future_t *f;
+        int rc = corio_executor_submit(ex, square, corio_value_int(1), &f);
+        if (rc == CORIO_EBROKEN)
+            return;
+        CHECK_EQ(rc, 0);
+        corio_value_t v;
+        CHECK_EQ(corio_await_timeout(f, 30 * CORIO_NS_PER_SEC, &v), CORIO_EBROKEN);
+        corio_future_unref(f);
+    }
+    CHECK(!"the pool never broke");
+}
+
+/* A worker holds tasks sent ahead behind a gated one when another worker's
+ * replacement breaks the pool; then the gated one's worker dies. The tasks
+ * behind it fail with CORIO_EBROKEN (they went back on the queue of the
+ * broken pool, where nothing took them, and shutdown hung). */
+static void test_broken_pool_fails_tasks_sent_ahead(void)
+{
+    char gate[64], flag[80];
+    closed_gate(gate, sizeof gate);
+    snprintf(flag, sizeof flag, "%s.flag", gate);
+    unlink(flag);
+    corio_process_pool_options_t o = {.max_workers = 2, .initializer = init_fails_once_flagged,
+                                      .initarg = {flag, strlen(flag)}};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    warm_up(ex);
+    open_gate(flag); /* replacements fail to start from now on */
+    corio_future_t *x, *behind[3], *die;
+    CHECK_EQ(corio_executor_submit(ex, gate_then_exit, (corio_value_t){gate, strlen(gate)}, &x), 0);
+    for (int i = 0; i < 3; i++)
+        behind[i] = submit_int(ex, square, i + 2);
+    sleep_ms(300);
+    CHECK_EQ(corio_executor_submit(ex, die_after, (corio_value_t){"exit 0", 7}, &die), 0);
+    wait_broken(ex);
+    int stuck = 0;
+    for (int i = 0; i < 3; i++)
+        stuck += !corio_future_done(behind[i]);
+    fprintf(stderr, "# %d tasks sent ahead behind the gate\n", stuck);
+    open_gate(gate);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(x, 20 * CORIO_NS_PER_SEC, &v), CORIO_EWORKERDIED);
+    for (int i = 0; i < 3; i++) {
+        int rc = corio_await_timeout(behind[i], 20 * CORIO_NS_PER_SEC, &v);
+        CHECK(rc == CORIO_EBROKEN || (rc == 0 && corio_value_as_int(v) == (i + 2) * (i + 2)));
+        corio_future_unref(behind[i]);
+    }
+    CHECK(corio_future_done(die));
+    corio_future_exception(die, NULL);
+    CHECK_EQ(corio_executor_shutdown(ex, true, false), 0);
+    corio_future_unref(x);
+    corio_future_unref(die);
+    corio_executor_free(ex);
+    unlink(gate);
+    unlink(flag);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 /* pipeline.py's shape: stage one's done-callback (in pool one's manager
  * thread) submits stage two into another process pool. */
 static corio_executor_t *second_stage;
@@ -895,4 +973,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_random_kills_under_load, 120),
           CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd),
           CASE_T(test_worker_pids_null_buffer, 60),
-          CASE_T(test_worker_death_fails_only_its_task, 60))
+          CASE_T(test_worker_death_fails_only_its_task, 60),
+          CASE_T(test_broken_pool_fails_tasks_sent_ahead, 60))
