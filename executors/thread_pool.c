@@ -78,25 +78,36 @@ static void inbox_take(thread_pool_t *p)
     }
 }
 
-/* Fails every queued job; called with the lock held. */
-static void fail_queued(thread_pool_t *p, int code, const char *msg)
+/* Moves every queued job to out; called with the lock held. They are
+ * failed after unlocking (fail_all): their done-callbacks may call into
+ * the pool. */
+static void take_queued(thread_pool_t *p, corio_job_queue_t *out)
 {
     inbox_take(p);
     corio_job_t *j;
     while ((j = corio__jq_pop(&p->q))) {
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_relaxed);
-        corio__job_fail(j, code, msg);
+        corio__jq_push(out, j);
     }
+}
+
+static void fail_all(corio_job_queue_t *q, int code, const char *msg)
+{
+    corio_job_t *j;
+    while ((j = corio__jq_pop(q)))
+        corio__job_fail(j, code, msg);
 }
 
 static bool run_initializer(thread_pool_t *p)
 {
     if (!p->initializer || p->initializer(&p->initarg) == 0)
         return true;
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->broken, true);
-    fail_queued(p, CORIO_EBROKEN, "a thread pool initializer failed");
+    take_queued(p, &failed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, CORIO_EBROKEN, "a thread pool initializer failed");
     return false;
 }
 
@@ -319,10 +330,13 @@ static int first_worker(thread_pool_t *p, bool *started)
  * left, nobody will take the job, so it fails here. */
 static void strand_check(thread_pool_t *p)
 {
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
+    int code = refusal(p);
     if (p->nlive == 0)
-        fail_queued(p, refusal(p), "the thread pool shut down during this submit");
+        take_queued(p, &failed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, code, "the thread pool shut down during this submit");
 }
 
 static int tp_submit(corio_executor_t *ex, corio_job_t *job)
@@ -348,13 +362,15 @@ static int tp_submit(corio_executor_t *ex, corio_job_t *job)
 static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
+    corio_job_queue_t cancelled = {0};
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->shutdown, true);
     if (cancel_futures)
-        fail_queued(p, -ECANCELED, NULL);
+        take_queued(p, &cancelled);
     pthread_cond_broadcast(&p->cv);
     int n = atomic_load_explicit(&p->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
     /* Only shutdown joins, and threads are only added before shutdown. */
@@ -369,9 +385,11 @@ static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
 static void tp_destroy(corio_executor_t *ex)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
+    corio_job_queue_t left = {0};
     pthread_mutex_lock(&p->mu);
-    fail_queued(p, -ECANCELED, NULL);
+    take_queued(p, &left);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&left, -ECANCELED, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p->threads);

@@ -152,6 +152,39 @@ static void test_shutdown_nowait_and_cancel_futures(void)
     corio_executor_free(ex);
 }
 
+/* A done-callback of a future that shutdown cancels asks the pool
+ * something: it runs without the pool's lock held (it deadlocked). */
+static corio_executor_t *cb_pool;
+static atomic_int cb_workers = -1;
+
+static void ask_pool(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    atomic_store(&cb_workers, corio_executor_workers(cb_pool));
+    CHECK_EQ(corio_executor_shutdown(cb_pool, false, false), 0);
+}
+
+static void test_cancel_callback_may_use_pool(void)
+{
+    cb_pool = thread_pool(1);
+    corio_future_t *running, *queued;
+    atomic_store(&gate_open, 0);
+    CHECK_EQ(corio_executor_submit(cb_pool, gated_task, corio_value_int(0), &running), 0);
+    while (!corio_future_running(running))
+        sleep_ms(1);
+    CHECK_EQ(corio_executor_submit(cb_pool, square, corio_value_int(2), &queued), 0);
+    CHECK_EQ(corio_future_add_done_callback(queued, ask_pool, NULL), 0);
+    CHECK_EQ(corio_executor_shutdown(cb_pool, false, true), 0);
+    CHECK(corio_future_cancelled(queued));
+    CHECK_EQ(atomic_load(&cb_workers), 1);
+    atomic_store(&gate_open, 1);
+    CHECK_EQ(result_int(running), 1);
+    corio_future_unref(running);
+    corio_future_unref(queued);
+    corio_executor_free(cb_pool);
+}
+
 static void test_shutdown_wait_runs_queued(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -750,7 +783,7 @@ static void test_wait_in_coroutine(void)
 TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
-          CASE(test_submit_races_shutdown),
+          CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
           CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
