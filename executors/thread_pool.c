@@ -29,6 +29,7 @@ typedef struct thread_pool thread_pool_t;
 typedef struct tp_worker {
     thread_pool_t *p;
     pthread_t thread;
+    bool joined; /* under the pool's join_mu */
     atomic_llong busy_since; /* when its current batch started; 0 idle */
 } tp_worker_t;
 
@@ -41,6 +42,7 @@ struct thread_pool {
     atomic_bool shutdown, broken;  /* set under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* jobs or shutdown */
+    pthread_mutex_t join_mu; /* one shutdown joins at a time; never under mu */
     corio_job_queue_t q; /* taken from the inbox, in submit order */
     tp_worker_t *threads;
     int nlive;
@@ -304,7 +306,7 @@ static void wake_worker(thread_pool_t *p, bool may_start)
         if (idle > 0)
             pthread_cond_signal(&p->cv);
         /* More jobs than idle workers to take them: one more thread. */
-        if (may_start && (size_t)idle < queued &&
+        if (may_start && (size_t)idle < queued && refusal(p) == 0 &&
             atomic_load_explicit(&p->nthreads, memory_order_relaxed) < p->base.max_workers)
             start_worker(p);
     }
@@ -373,12 +375,12 @@ static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
     fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
-    /* Only shutdown joins, and threads are only added before shutdown. */
+    /* Threads are only started before shutdown, so n covers them all. */
+    pthread_mutex_lock(&p->join_mu);
     for (int i = 0; i < n; i++)
-        if (p->threads[i].p) {
-            pthread_join(p->threads[i].thread, NULL);
-            p->threads[i].p = NULL;
-        }
+        if (!p->threads[i].joined && pthread_join(p->threads[i].thread, NULL) == 0)
+            p->threads[i].joined = true;
+    pthread_mutex_unlock(&p->join_mu);
     return 0;
 }
 
@@ -392,6 +394,7 @@ static void tp_destroy(corio_executor_t *ex)
     fail_all(&left, -ECANCELED, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->join_mu);
     free(p->threads);
     free(p);
 }
@@ -430,6 +433,7 @@ int corio_thread_pool_new(corio_executor_t **out, const corio_thread_pool_option
     p->base.max_workers = o.max_workers;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->join_mu, NULL);
     p->initializer = o.initializer;
     p->initarg = o.initarg;
     p->multi_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1;

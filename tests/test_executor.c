@@ -185,6 +185,36 @@ static void test_cancel_callback_may_use_pool(void)
     corio_executor_free(cb_pool);
 }
 
+static void *shutdown_and_wait(void *arg)
+{
+    CHECK_EQ(corio_executor_shutdown(arg, true, false), 0);
+    CHECK_EQ(corio_executor_workers(arg), 0);
+    return NULL;
+}
+
+/* Two threads shutting down with wait at once: each returns when the
+ * workers are gone, and each worker is joined once (both joined every
+ * worker, which hung or crashed). */
+static void test_concurrent_shutdown_wait(void)
+{
+    for (int round = 0; round < 20; round++) {
+        corio_executor_t *ex = thread_pool(4);
+        corio_future_t *fs[4];
+        for (int i = 0; i < 4; i++)
+            CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(20), &fs[i]), 0);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_create(&t[i], NULL, shutdown_and_wait, ex), 0);
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_join(t[i], NULL), 0);
+        for (int i = 0; i < 4; i++) {
+            CHECK(corio_future_done(fs[i]));
+            corio_future_unref(fs[i]);
+        }
+        corio_executor_free(ex);
+    }
+}
+
 static void test_shutdown_wait_runs_queued(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -784,6 +814,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
+          CASE(test_concurrent_shutdown_wait),
           CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
