@@ -240,7 +240,9 @@ void corio_executor_free(corio_executor_t *ex)
 {
     if (!ex)
         return;
-    ex->ops->shutdown(ex, true, false);
+    /* On the pool's own thread the pool cannot be freed under it. */
+    if (ex->ops->shutdown(ex, true, false) == -EDEADLK)
+        return;
     ex->ops->destroy(ex);
 }
 

@@ -811,9 +811,13 @@ static void stop_workers(process_pool_t *p)
     }
 }
 
+/* The pool whose manager this thread is: shutdown must not wait for itself. */
+static _Thread_local process_pool_t *tls_managed;
+
 static void *manager_main(void *arg)
 {
     process_pool_t *p = arg;
+    tls_managed = p;
     size_t cap = 1 + 2 * (size_t)p->base.max_workers;
     struct pollfd *pfd = calloc(cap, sizeof *pfd);
     int *who = calloc(cap, sizeof *who);
@@ -841,11 +845,11 @@ static int pp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
     fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
+    if (tls_managed == p)
+        return -EDEADLK; /* a done-callback on the manager; free joins it */
     pthread_mutex_lock(&p->join_mu);
-    if (!p->joined) {
-        pthread_join(p->manager, NULL);
+    if (!p->joined && pthread_join(p->manager, NULL) == 0)
         p->joined = true;
-    }
     pthread_mutex_unlock(&p->join_mu);
     return 0;
 }

@@ -231,10 +231,14 @@ static corio_job_t *take_batch(thread_pool_t *p)
     return first;
 }
 
+/* The pool this thread works for: shutdown must not wait for itself. */
+static _Thread_local thread_pool_t *tls_pool;
+
 static void *worker_main(void *arg)
 {
     tp_worker_t *self = arg;
     thread_pool_t *p = self->p;
+    tls_pool = p;
     bool ready = run_initializer(p);
     bool spun = false; /* spun for jobs in vain: sleep next */
     pthread_mutex_lock(&p->mu);
@@ -375,6 +379,8 @@ static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
     fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
+    if (tls_pool == p)
+        return -EDEADLK; /* a worker cannot join itself; free joins it */
     /* Threads are only started before shutdown, so n covers them all. */
     pthread_mutex_lock(&p->join_mu);
     for (int i = 0; i < n; i++)

@@ -215,6 +215,37 @@ static void test_concurrent_shutdown_wait(void)
     }
 }
 
+/* shutdown(wait) from a done-callback on a worker cannot wait for that
+ * worker: it returns -EDEADLK, and the owner's free later joins it (it
+ * returned 0 and marked it joined, and free then freed the pool under the
+ * running worker). */
+static atomic_int cb_shutdown_rc = 1;
+
+static void shutdown_from_callback(corio_future_t *f, void *arg)
+{
+    (void)f;
+    atomic_store(&cb_shutdown_rc, corio_executor_shutdown(arg, true, false));
+}
+
+static void test_shutdown_wait_from_worker(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    corio_future_t *f, *g;
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(50), &f), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(50), &g), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, shutdown_from_callback, ex), 0);
+    CHECK_EQ(result_int(f), 1);
+    for (int i = 0; i < 2000 && atomic_load(&cb_shutdown_rc) == 1; i++)
+        sleep_ms(5);
+    CHECK_EQ(atomic_load(&cb_shutdown_rc), -EDEADLK);
+    CHECK_EQ(result_int(g), 1); /* wait or not, queued work still runs */
+    corio_future_t *late;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(1), &late), CORIO_ESHUTDOWN);
+    corio_executor_free(ex);
+    corio_future_unref(f);
+    corio_future_unref(g);
+}
+
 static void test_shutdown_wait_runs_queued(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -814,7 +845,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
-          CASE(test_concurrent_shutdown_wait),
+          CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
           CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),

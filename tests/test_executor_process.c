@@ -911,6 +911,33 @@ static void test_worker_pids_null_buffer(void)
     corio_executor_free(ex);
 }
 
+/* shutdown(wait) from a done-callback, which runs on the pool's manager
+ * thread, returns -EDEADLK without waiting; the owner's free then joins
+ * the manager (it was marked joined, and free freed the pool under it). */
+static atomic_int manager_shutdown_rc = 1;
+
+static void shutdown_on_manager(corio_future_t *f, void *arg)
+{
+    (void)f;
+    atomic_store(&manager_shutdown_rc, corio_executor_shutdown(arg, true, false));
+}
+
+static void test_shutdown_wait_from_callback(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    corio_future_t *f = submit_int(ex, get_pid, 50), *g = submit_int(ex, get_pid, 50);
+    CHECK_EQ(corio_future_add_done_callback(f, shutdown_on_manager, ex), 0);
+    CHECK(result_int(f) > 0);
+    for (int i = 0; i < 2000 && atomic_load(&manager_shutdown_rc) == 1; i++)
+        sleep_ms(5);
+    CHECK_EQ(atomic_load(&manager_shutdown_rc), -EDEADLK);
+    CHECK(result_int(g) > 0);
+    corio_executor_free(ex);
+    corio_future_unref(f);
+    corio_future_unref(g);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 static intptr_t await_process_future(void *arg)
 {
     corio_executor_t *ex = arg;
@@ -974,4 +1001,5 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd),
           CASE_T(test_worker_pids_null_buffer, 60),
           CASE_T(test_worker_death_fails_only_its_task, 60),
-          CASE_T(test_broken_pool_fails_tasks_sent_ahead, 60))
+          CASE_T(test_broken_pool_fails_tasks_sent_ahead, 60),
+          CASE_T(test_shutdown_wait_from_callback, 60))

@@ -80,10 +80,15 @@ CORIO_API int corio_executor_submit(corio_executor_t *ex, corio_executor_fn fn,
 
 /* Stops accepting work. cancel_futures cancels what has not started; wait
  * blocks until every started task has finished and the workers are gone.
- * Calling it again is harmless. Any thread but the pool's own workers. */
+ * Calling it again, from several threads at once too, is harmless. Returns
+ * 0, -EINVAL, or -EDEADLK for wait on one of the pool's own threads (a
+ * done-callback in a worker or a process pool's manager): it shuts down
+ * without waiting there, and a later free from another thread waits. */
 CORIO_API int corio_executor_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures);
 
-/* Shuts down (wait, no cancel) and frees the executor. */
+/* Shuts down (wait, no cancel) and frees the executor. Call it from a
+ * thread of its own: on one of the pool's threads it only shuts the pool
+ * down and frees nothing (the pool is still running that thread). */
 CORIO_API void corio_executor_free(corio_executor_t *ex);
 
 CORIO_API int corio_executor_max_workers(const corio_executor_t *ex);
