@@ -10,8 +10,9 @@
  * two sees the other, so no job waits with every worker asleep.
  *
  * Wake-ups cost more than tiny tasks: while tasks are short (a moving
- * average under 20 us), a job is left to the workers already awake unless
- * the queue grows long, and a worker that takes a batch and sees more
+ * average under 20 us), a job is left to an awake worker between batches
+ * (never to one running a batch: it may block) unless the queue grows
+ * long, and a worker that takes a batch and sees more
  * queued wakes one idle peer, so sleeping workers join per batch, not per
  * task. Long tasks wake a worker for every job, as Python does. */
 #include "executor_internal.h"
@@ -119,17 +120,15 @@ static bool tasks_short(thread_pool_t *p)
     return ns > 0 && ns <= 20000;
 }
 
-/* True when some awake worker will take a new job soon: it is between
- * batches, or its batch has run less than a millisecond. */
+/* True when some awake worker is between batches, so it looks at the
+ * inbox before it sleeps. A worker running a batch, however short its
+ * tasks were so far, may be blocked in one waiting for this very job. */
 static bool worker_soon_free(thread_pool_t *p)
 {
-    int64_t now = corio_now();
     int n = atomic_load_explicit(&p->nthreads, memory_order_acquire);
-    for (int i = 0; i < n; i++) {
-        long long t = atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed);
-        if (t == 0 || (t > 0 && now - t < CORIO_NS_PER_MS))
+    for (int i = 0; i < n; i++)
+        if (atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed) == 0)
             return true;
-    }
     return false;
 }
 

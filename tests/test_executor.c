@@ -302,6 +302,45 @@ static void test_submit_races_shutdown(void)
     }
 }
 
+/* A task that submits a task and waits for it, after tiny tasks taught
+ * the pool to spare wake-ups: an idle worker takes the inner task (it
+ * was left for the busy outer one, "soon free", which waited on it). */
+static corio_executor_t *nest_pool;
+
+static int outer_task(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    corio_future_t *f;
+    int rc = corio_executor_submit(nest_pool, square, corio_value_int(5), &f);
+    if (rc < 0)
+        return rc;
+    corio_value_t v;
+    rc = corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v);
+    corio_future_unref(f);
+    *result = corio_value_int(rc == 0 ? corio_value_as_int(v) : rc);
+    return 0;
+}
+
+static void test_task_waiting_on_nested_task(void)
+{
+    nest_pool = thread_pool(4);
+    for (int round = 0; round < 10; round++) {
+        corio_future_t *fs[64];
+        for (int i = 0; i < 64; i++)
+            CHECK_EQ(corio_executor_submit(nest_pool, square, corio_value_int(i), &fs[i]), 0);
+        for (int i = 0; i < 64; i++) {
+            CHECK_EQ(result_int(fs[i]), i * i);
+            corio_future_unref(fs[i]);
+        }
+        sleep_ms(50); /* the workers go to sleep */
+        corio_future_t *f;
+        CHECK_EQ(corio_executor_submit(nest_pool, outer_task, corio_value_int(0), &f), 0);
+        CHECK_EQ(result_int(f), 25);
+        corio_future_unref(f);
+    }
+    corio_executor_free(nest_pool);
+}
+
 /* A short job never waits behind a long one while a worker sleeps, even
  * after many tiny tasks taught the pool to spare wake-ups. */
 static void test_short_job_not_stuck_behind_long(void)
@@ -846,7 +885,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
           CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
-          CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
+          CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
