@@ -686,6 +686,27 @@ static void test_map_errors_timeout_and_early_free(void)
     corio_executor_free(ex);
 }
 
+/* Results complete before the map's deadline are returned after it; only
+ * one not there by then is -ETIMEDOUT (it was for any read past it). */
+static void test_map_deadline_keeps_done_results(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_value_t in[4];
+    for (int i = 0; i < 4; i++)
+        in[i] = corio_value_int(i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, square, in, 4, 1, 200 * CORIO_NS_PER_MS, &it), 0);
+    sleep_ms(1500); /* far past the deadline; the tasks are instant */
+    corio_value_t v;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(corio_map_next(it, &v), 1);
+        CHECK_EQ(corio_value_as_int(v), i * i);
+    }
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+}
+
 static void test_huge_bytes_thread_pool(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -891,6 +912,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
           CASE(test_huge_timeouts_mean_none),
           CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),
+          CASE(test_map_deadline_keeps_done_results),
           CASE_T(test_huge_bytes_thread_pool, 60),
           CASE(test_await_from_coroutine_loop_keeps_running),
           CASE(test_await_costs_a_handful_of_turns), CASE(test_run_in_executor_and_to_thread),

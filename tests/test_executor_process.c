@@ -109,6 +109,16 @@ static int init_fails_once_flagged(const corio_value_t *arg)
     return access(path, F_OK) == 0 ? -EPERM : 0;
 }
 
+/* Hangs on 1 (for a task deadline to kill); x * 10 otherwise. */
+static int hang_on_one(const corio_value_t *arg, corio_value_t *result)
+{
+    intptr_t x = corio_value_as_int(*arg);
+    if (x == 1)
+        sleep_ms(60000);
+    *result = corio_value_int(x * 10);
+    return 0;
+}
+
 static int init_count;
 
 static int count_init(const corio_value_t *arg)
@@ -938,6 +948,30 @@ static void test_shutdown_wait_from_callback(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* A map item killed by task_timeout_ns fails with -ETIMEDOUT like any
+ * failed item, and the map goes on (it was taken for the map's own
+ * deadline, which ended the map and lost the rest). */
+static void test_map_item_task_timeout(void)
+{
+    corio_process_pool_options_t o = {.max_workers = 2, .task_timeout_ns = 300 * CORIO_NS_PER_MS};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    corio_value_t in[6], v;
+    for (int i = 0; i < 6; i++)
+        in[i] = corio_value_int(i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, hang_on_one, in, 6, 1, -1, &it), 0);
+    for (int i = 0; i < 6; i++) {
+        int rc = corio_map_next(it, &v);
+        CHECK_EQ(rc, i == 1 ? -ETIMEDOUT : 1);
+        CHECK(i == 1 || corio_value_as_int(v) == i * 10);
+    }
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 static intptr_t await_process_future(void *arg)
 {
     corio_executor_t *ex = arg;
@@ -1002,4 +1036,4 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_worker_pids_null_buffer, 60),
           CASE_T(test_worker_death_fails_only_its_task, 60),
           CASE_T(test_broken_pool_fails_tasks_sent_ahead, 60),
-          CASE_T(test_shutdown_wait_from_callback, 60))
+          CASE_T(test_shutdown_wait_from_callback, 60), CASE_T(test_map_item_task_timeout, 60))

@@ -115,9 +115,11 @@ CORIO_API int corio_executor_map(corio_executor_t *ex, corio_executor_fn fn,
                                  int64_t timeout_ns, corio_map_iter_t **out);
 /* The next result in input order: returns 1 and *out (bytes now owned by
  * the caller: free()), 0 when exhausted, the task's error code for a failed
- * item (iteration goes on), or -ETIMEDOUT, after which it is exhausted and
- * the remaining work is cancelled. Blocks the thread, or in a coroutine
- * suspends the task. One thread at a time. */
+ * item (iteration goes on, also for an item's own -ETIMEDOUT from
+ * task_timeout_ns), or -ETIMEDOUT when the map's deadline passes before
+ * the next result is there (a result done by then is still returned),
+ * after which it is exhausted and the remaining work is cancelled. Blocks
+ * the thread, or in a coroutine suspends the task. One thread at a time. */
 CORIO_API int corio_map_next(corio_map_iter_t *it, corio_value_t *out);
 /* Cancels what has not started and frees the iterator and unread results. */
 CORIO_API void corio_map_free(corio_map_iter_t *it);
