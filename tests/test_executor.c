@@ -887,6 +887,38 @@ static intptr_t wait_on_tasks(void *arg)
     return 0;
 }
 
+/* Outside a coroutine, waiting on a loop future would stop the loop that
+ * completes it: -EDEADLK, as corio_await_timeout says (both blocked for
+ * ever). A wait whose condition already holds still returns at once. */
+static void test_wait_loop_future_outside_coroutine(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_future_t *lf, *ef;
+    CHECK_EQ(corio_future_new(loop, &lf), 0);
+    CHECK_EQ(corio_future_new_threadsafe(&ef), 0);
+    corio_future_t *both[2] = {lf, ef};
+    size_t nd = 9, nnd = 9;
+    CHECK_EQ(corio_wait(&lf, 1, -1, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nnd), -EDEADLK);
+    CHECK_EQ(corio_wait(both, 2, 10 * CORIO_NS_PER_SEC, CORIO_FIRST_COMPLETED, NULL, &nd, NULL,
+                        &nnd), -EDEADLK);
+    CHECK_EQ(corio_wait(&lf, 1, 0, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nnd), 0);
+    CHECK_EQ(nnd, 1);
+    CHECK_EQ(corio_future_set_result(ef, corio_value_int(1)), 0);
+    CHECK_EQ(corio_wait(both, 2, -1, CORIO_FIRST_COMPLETED, NULL, &nd, NULL, &nnd), 0);
+    CHECK_EQ(nd, 1);
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(both, 2, -1, &it), 0);
+    corio_future_t *got;
+    CHECK_EQ(corio_as_completed_next(it, &got), 1);
+    CHECK(got == ef);
+    CHECK_EQ(corio_as_completed_next(it, &got), -EDEADLK);
+    corio_as_completed_free(it);
+    corio_future_unref(ef);
+    corio_future_unref(lf);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 static void test_wait_on_tasks_and_executor_futures(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -916,4 +948,4 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE_T(test_huge_bytes_thread_pool, 60),
           CASE(test_await_from_coroutine_loop_keeps_running),
           CASE(test_await_costs_a_handful_of_turns), CASE(test_run_in_executor_and_to_thread),
-          CASE(test_wait_in_coroutine), CASE(test_wait_on_tasks_and_executor_futures))
+          CASE(test_wait_in_coroutine), CASE(test_wait_loop_future_outside_coroutine), CASE(test_wait_on_tasks_and_executor_futures))

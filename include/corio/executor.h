@@ -134,7 +134,9 @@ CORIO_API void corio_map_free(corio_map_iter_t *it);
  * receive borrowed pointers, duplicates removed; *ndone and *nnot_done
  * their counts. Returns 0 (also on timeout, as in Python), -EINVAL,
  * -ENOMEM, or -ECANCELED when the calling task is cancelled. Blocks the
- * thread, or in a coroutine suspends the task. */
+ * thread, or in a coroutine suspends the task; outside a coroutine, a wait
+ * that would block on a pending loop future returns -EDEADLK at once (the
+ * lists are still filled), as corio_await_timeout does. */
 CORIO_API int corio_wait(corio_future_t *const *futures, size_t n, int64_t timeout_ns,
                          corio_wait_mode_t mode, corio_future_t **done, size_t *ndone,
                          corio_future_t **not_done, size_t *nnot_done);
@@ -147,7 +149,8 @@ typedef struct corio_as_completed corio_as_completed_t;
 CORIO_API int corio_as_completed_new(corio_future_t *const *futures, size_t n,
                                      int64_t timeout_ns, corio_as_completed_t **out);
 /* Returns 1 and *f (borrowed), 0 when every future was yielded, or
- * -ETIMEDOUT / -ECANCELED. */
+ * -ETIMEDOUT / -ECANCELED; -EDEADLK outside a coroutine when it would
+ * block while a loop future is pending. */
 CORIO_API int corio_as_completed_next(corio_as_completed_t *it, corio_future_t **f);
 CORIO_API void corio_as_completed_free(corio_as_completed_t *it);
 
