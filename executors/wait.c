@@ -98,8 +98,8 @@ static void waiter_unregister(waiter_t *w, corio_future_t *f)
 static int waiter_await(corio_future_t *t, int64_t deadline)
 {
     int64_t left = deadline == CORIO_NEVER ? -1 : deadline - corio_now();
-    if (left == 0 || left < -1)
-        return -ETIMEDOUT;
+    if (deadline != CORIO_NEVER && left <= 0)
+        return -ETIMEDOUT; /* 1 ns past must not read as -1, no limit */
     corio_value_t v;
     int rc = corio_await_timeout(t, left, &v);
     return rc == -ETIMEDOUT || rc == -ECANCELED ? rc : 0;
