@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -748,6 +749,16 @@ static bool any_idle(process_pool_t *p)
     return false;
 }
 
+/* poll's timeout until next: a task deadline may be weeks away, past
+ * what an int of milliseconds holds. */
+static int poll_timeout(int64_t next, int64_t now)
+{
+    if (next == CORIO_NEVER)
+        return -1;
+    int64_t ms = next <= now ? 0 : (next - now) / CORIO_NS_PER_MS + 1;
+    return ms < INT_MAX ? (int)ms : INT_MAX;
+}
+
 static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
 {
     pthread_mutex_lock(&p->mu);
@@ -764,7 +775,7 @@ static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
     if (p->retry_at && p->retry_at < next)
         next = p->retry_at;
     nfds_t n = build_pollset(p, pfd, who);
-    int timeout = next == CORIO_NEVER ? -1 : (int)((next - now) / CORIO_NS_PER_MS + 1);
+    int timeout = poll_timeout(next, now);
     pthread_mutex_lock(&p->mu);
     p->polling = true;
     bool woken = p->q.len > 0 && p->nlive > 0 && any_idle(p);
