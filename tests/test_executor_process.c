@@ -610,6 +610,20 @@ static void test_worker_death_fails_only_its_task(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Until both workers have run a task side by side, so both are ready. */
+static void two_workers_ready(corio_executor_t *ex)
+{
+    for (int i = 0; i < 100; i++) {
+        corio_future_t *a = submit_int(ex, get_pid, 200), *b = submit_int(ex, get_pid, 200);
+        intptr_t pa = result_int(a), pb = result_int(b);
+        corio_future_unref(a);
+        corio_future_unref(b);
+        if (pa != pb)
+            return;
+    }
+    CHECK(!"a worker never became ready");
+}
+
 /* Until the pool says it is broken (submits fail); every future submitted
  * meanwhile fails with CORIO_EBROKEN. */
 static void wait_broken(corio_executor_t *ex)
@@ -641,6 +655,7 @@ static void test_broken_pool_fails_tasks_sent_ahead(void)
                                       .initarg = {flag, strlen(flag)}};
     corio_executor_t *ex;
     CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    two_workers_ready(ex); /* a worker still starting would see the flag */
     warm_up(ex);
     open_gate(flag); /* replacements fail to start from now on */
     corio_future_t *x, *behind[3], *die;
