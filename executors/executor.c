@@ -240,7 +240,9 @@ void corio_executor_free(corio_executor_t *ex)
 {
     if (!ex)
         return;
-    ex->ops->shutdown(ex, true, false);
+    /* On the pool's own thread the pool cannot be freed under it. */
+    if (ex->ops->shutdown(ex, true, false) == -EDEADLK)
+        return;
     ex->ops->destroy(ex);
 }
 
@@ -256,7 +258,7 @@ int corio_executor_workers(corio_executor_t *ex)
 
 int corio_executor_worker_pids(corio_executor_t *ex, int *pids, int max)
 {
-    if (!ex)
+    if (!ex || max < 0 || (!pids && max > 0))
         return -EINVAL;
     return ex->ops->worker_pids ? ex->ops->worker_pids(ex, pids, max) : 0;
 }

@@ -134,6 +134,15 @@ static int item_from_chunk(corio_map_iter_t *it, corio_value_t *out)
     return 1;
 }
 
+/* The timeout left before the map's deadline: -1 for none, 0 once past. */
+static int64_t time_left(const corio_map_iter_t *it)
+{
+    if (it->deadline == CORIO_NEVER)
+        return -1;
+    int64_t left = it->deadline - corio_now();
+    return left > 0 ? left : 0;
+}
+
 /* Awaits the next chunk; 0 when it is current, else an error for the map. */
 static int next_chunk(corio_map_iter_t *it)
 {
@@ -143,16 +152,17 @@ static int next_chunk(corio_map_iter_t *it)
     corio_future_t *f = it->ring[slot];
     int rc = it->ring_rc[slot];
     if (f) {
-        int64_t left = it->deadline == CORIO_NEVER ? -1 : it->deadline - corio_now();
         corio_value_t v;
-        rc = left == -1 || left > 0 ? corio_await_timeout(f, left, &v) : -ETIMEDOUT;
-        if (rc == -ETIMEDOUT || (rc == -ECANCELED && corio_current_task() &&
-                                 corio_future_state(f) != CORIO_FUTURE_CANCELLED))
+        rc = corio_await_timeout(f, time_left(it), &v);
+        /* The map's deadline only if the chunk is not done: a chunk may
+         * itself fail with -ETIMEDOUT (a process pool's task deadline), or
+         * be done although the deadline has passed. */
+        bool done = corio_future_done(f);
+        if ((rc == -ETIMEDOUT && !done) ||
+            (rc == -ECANCELED && corio_current_task() && !corio_future_cancelled(f)))
             return rc; /* the map's deadline, or the awaiting task's cancellation */
-        if (rc == 0)
+        if (done)
             rc = corio_future_take_result(f, &v);
-        else
-            corio_future_exception(f, NULL);
         corio_future_unref(f);
         it->ring[slot] = NULL;
         if (rc == 0) {

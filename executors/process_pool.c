@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -539,8 +540,10 @@ static void close_worker(process_pool_t *p, proc_worker_t *w)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* The worker is dead: the task it ran fails with how it died, the tasks
- * sent behind it go back to the front of the queue. */
+/* The worker is dead: the task it ran fails with how it died (it writes
+ * each result before the next task starts, so that is the oldest without
+ * one). The tasks sent behind it go back to the front of the queue, or fail
+ * if the pool is broken, since nothing takes jobs from a broken pool. */
 static void worker_died(process_pool_t *p, proc_worker_t *w)
 {
     int status = 0;
@@ -553,11 +556,13 @@ static void worker_died(process_pool_t *p, proc_worker_t *w)
     bool was_ready = w->ready;
     corio_job_t *head = w->ninflight ? w->inflight[0] : NULL;
     close_worker(p, w);
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
     for (int i = w->ninflight - 1; i >= 1; i--)
-        corio__jq_push_front(&p->q, w->inflight[i]);
+        corio__jq_push_front(p->broken ? &failed : &p->q, w->inflight[i]);
     w->ninflight = 0;
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, CORIO_EBROKEN, "the process pool broke before this task ran");
     if (head && w->timed_out)
         corio__job_fail(head, -ETIMEDOUT, "the task passed its deadline; its worker was killed");
     else if (head)
@@ -744,6 +749,16 @@ static bool any_idle(process_pool_t *p)
     return false;
 }
 
+/* poll's timeout until next: a task deadline may be weeks away, past
+ * what an int of milliseconds holds. */
+static int poll_timeout(int64_t next, int64_t now)
+{
+    if (next == CORIO_NEVER)
+        return -1;
+    int64_t ms = next <= now ? 0 : (next - now) / CORIO_NS_PER_MS + 1;
+    return ms < INT_MAX ? (int)ms : INT_MAX;
+}
+
 static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
 {
     pthread_mutex_lock(&p->mu);
@@ -760,7 +775,7 @@ static void manager_turn(process_pool_t *p, struct pollfd *pfd, int *who)
     if (p->retry_at && p->retry_at < next)
         next = p->retry_at;
     nfds_t n = build_pollset(p, pfd, who);
-    int timeout = next == CORIO_NEVER ? -1 : (int)((next - now) / CORIO_NS_PER_MS + 1);
+    int timeout = poll_timeout(next, now);
     pthread_mutex_lock(&p->mu);
     p->polling = true;
     bool woken = p->q.len > 0 && p->nlive > 0 && any_idle(p);
@@ -807,9 +822,13 @@ static void stop_workers(process_pool_t *p)
     }
 }
 
+/* The pool whose manager this thread is: shutdown must not wait for itself. */
+static _Thread_local process_pool_t *tls_managed;
+
 static void *manager_main(void *arg)
 {
     process_pool_t *p = arg;
+    tls_managed = p;
     size_t cap = 1 + 2 * (size_t)p->base.max_workers;
     struct pollfd *pfd = calloc(cap, sizeof *pfd);
     int *who = calloc(cap, sizeof *who);
@@ -837,11 +856,11 @@ static int pp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
     fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
+    if (tls_managed == p)
+        return -EDEADLK; /* a done-callback on the manager; free joins it */
     pthread_mutex_lock(&p->join_mu);
-    if (!p->joined) {
-        pthread_join(p->manager, NULL);
+    if (!p->joined && pthread_join(p->manager, NULL) == 0)
         p->joined = true;
-    }
     pthread_mutex_unlock(&p->join_mu);
     return 0;
 }
@@ -852,9 +871,10 @@ static void pp_destroy(corio_executor_t *ex)
     corio_job_queue_t left = {0};
     fail_queued_locked(p, &left);
     fail_all(&left, -ECANCELED, NULL);
-    close(p->wake_fd);
-    close(p->lifeline[0]);
-    close(p->lifeline[1]);
+    int fds[3] = {p->wake_fd, p->lifeline[0], p->lifeline[1]};
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (p->o.initarg.len)
         free(p->o.initarg.ptr);
     pthread_mutex_destroy(&p->mu);
@@ -923,8 +943,6 @@ static int pool_options(process_pool_t *p, const corio_process_pool_options_t *o
 
 static int pool_resources(process_pool_t *p)
 {
-    p->wake_fd = -1;
-    p->lifeline[0] = p->lifeline[1] = -1;
     p->workers = calloc((size_t)p->base.max_workers, sizeof *p->workers);
     if (!p->workers)
         return -ENOMEM;
@@ -944,6 +962,8 @@ int corio_process_pool_new(corio_executor_t **out, const corio_process_pool_opti
     if (!p)
         return -ENOMEM;
     p->base.ops = &process_pool_ops;
+    /* Before anything can fail: calloc's zeros would name fd 0. */
+    p->wake_fd = p->lifeline[0] = p->lifeline[1] = -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->join_mu, NULL);
     int rc = pool_options(p, opts);

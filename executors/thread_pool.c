@@ -10,8 +10,9 @@
  * two sees the other, so no job waits with every worker asleep.
  *
  * Wake-ups cost more than tiny tasks: while tasks are short (a moving
- * average under 20 us), a job is left to the workers already awake unless
- * the queue grows long, and a worker that takes a batch and sees more
+ * average under 20 us), a job is left to an awake worker between batches
+ * (never to one running a batch: it may block) unless the queue grows
+ * long, and a worker that takes a batch and sees more
  * queued wakes one idle peer, so sleeping workers join per batch, not per
  * task. Long tasks wake a worker for every job, as Python does. */
 #include "executor_internal.h"
@@ -29,6 +30,7 @@ typedef struct thread_pool thread_pool_t;
 typedef struct tp_worker {
     thread_pool_t *p;
     pthread_t thread;
+    bool joined; /* under the pool's join_mu */
     atomic_llong busy_since; /* when its current batch started; 0 idle */
 } tp_worker_t;
 
@@ -41,6 +43,7 @@ struct thread_pool {
     atomic_bool shutdown, broken;  /* set under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* jobs or shutdown */
+    pthread_mutex_t join_mu; /* one shutdown joins at a time; never under mu */
     corio_job_queue_t q; /* taken from the inbox, in submit order */
     tp_worker_t *threads;
     int nlive;
@@ -78,25 +81,36 @@ static void inbox_take(thread_pool_t *p)
     }
 }
 
-/* Fails every queued job; called with the lock held. */
-static void fail_queued(thread_pool_t *p, int code, const char *msg)
+/* Moves every queued job to out; called with the lock held. They are
+ * failed after unlocking (fail_all): their done-callbacks may call into
+ * the pool. */
+static void take_queued(thread_pool_t *p, corio_job_queue_t *out)
 {
     inbox_take(p);
     corio_job_t *j;
     while ((j = corio__jq_pop(&p->q))) {
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_relaxed);
-        corio__job_fail(j, code, msg);
+        corio__jq_push(out, j);
     }
+}
+
+static void fail_all(corio_job_queue_t *q, int code, const char *msg)
+{
+    corio_job_t *j;
+    while ((j = corio__jq_pop(q)))
+        corio__job_fail(j, code, msg);
 }
 
 static bool run_initializer(thread_pool_t *p)
 {
     if (!p->initializer || p->initializer(&p->initarg) == 0)
         return true;
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->broken, true);
-    fail_queued(p, CORIO_EBROKEN, "a thread pool initializer failed");
+    take_queued(p, &failed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, CORIO_EBROKEN, "a thread pool initializer failed");
     return false;
 }
 
@@ -106,17 +120,15 @@ static bool tasks_short(thread_pool_t *p)
     return ns > 0 && ns <= 20000;
 }
 
-/* True when some awake worker will take a new job soon: it is between
- * batches, or its batch has run less than a millisecond. */
+/* True when some awake worker is between batches, so it looks at the
+ * inbox before it sleeps. A worker running a batch, however short its
+ * tasks were so far, may be blocked in one waiting for this very job. */
 static bool worker_soon_free(thread_pool_t *p)
 {
-    int64_t now = corio_now();
     int n = atomic_load_explicit(&p->nthreads, memory_order_acquire);
-    for (int i = 0; i < n; i++) {
-        long long t = atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed);
-        if (t == 0 || (t > 0 && now - t < CORIO_NS_PER_MS))
+    for (int i = 0; i < n; i++)
+        if (atomic_load_explicit(&p->threads[i].busy_since, memory_order_relaxed) == 0)
             return true;
-    }
     return false;
 }
 
@@ -218,10 +230,14 @@ static corio_job_t *take_batch(thread_pool_t *p)
     return first;
 }
 
+/* The pool this thread works for: shutdown must not wait for itself. */
+static _Thread_local thread_pool_t *tls_pool;
+
 static void *worker_main(void *arg)
 {
     tp_worker_t *self = arg;
     thread_pool_t *p = self->p;
+    tls_pool = p;
     bool ready = run_initializer(p);
     bool spun = false; /* spun for jobs in vain: sleep next */
     pthread_mutex_lock(&p->mu);
@@ -293,7 +309,7 @@ static void wake_worker(thread_pool_t *p, bool may_start)
         if (idle > 0)
             pthread_cond_signal(&p->cv);
         /* More jobs than idle workers to take them: one more thread. */
-        if (may_start && (size_t)idle < queued &&
+        if (may_start && (size_t)idle < queued && refusal(p) == 0 &&
             atomic_load_explicit(&p->nthreads, memory_order_relaxed) < p->base.max_workers)
             start_worker(p);
     }
@@ -319,10 +335,13 @@ static int first_worker(thread_pool_t *p, bool *started)
  * left, nobody will take the job, so it fails here. */
 static void strand_check(thread_pool_t *p)
 {
+    corio_job_queue_t failed = {0};
     pthread_mutex_lock(&p->mu);
+    int code = refusal(p);
     if (p->nlive == 0)
-        fail_queued(p, refusal(p), "the thread pool shut down during this submit");
+        take_queued(p, &failed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&failed, code, "the thread pool shut down during this submit");
 }
 
 static int tp_submit(corio_executor_t *ex, corio_job_t *job)
@@ -348,32 +367,39 @@ static int tp_submit(corio_executor_t *ex, corio_job_t *job)
 static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
+    corio_job_queue_t cancelled = {0};
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->shutdown, true);
     if (cancel_futures)
-        fail_queued(p, -ECANCELED, NULL);
+        take_queued(p, &cancelled);
     pthread_cond_broadcast(&p->cv);
     int n = atomic_load_explicit(&p->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&cancelled, -ECANCELED, NULL);
     if (!wait)
         return 0;
-    /* Only shutdown joins, and threads are only added before shutdown. */
+    if (tls_pool == p)
+        return -EDEADLK; /* a worker cannot join itself; free joins it */
+    /* Threads are only started before shutdown, so n covers them all. */
+    pthread_mutex_lock(&p->join_mu);
     for (int i = 0; i < n; i++)
-        if (p->threads[i].p) {
-            pthread_join(p->threads[i].thread, NULL);
-            p->threads[i].p = NULL;
-        }
+        if (!p->threads[i].joined && pthread_join(p->threads[i].thread, NULL) == 0)
+            p->threads[i].joined = true;
+    pthread_mutex_unlock(&p->join_mu);
     return 0;
 }
 
 static void tp_destroy(corio_executor_t *ex)
 {
     thread_pool_t *p = (thread_pool_t *)ex;
+    corio_job_queue_t left = {0};
     pthread_mutex_lock(&p->mu);
-    fail_queued(p, -ECANCELED, NULL);
+    take_queued(p, &left);
     pthread_mutex_unlock(&p->mu);
+    fail_all(&left, -ECANCELED, NULL);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->join_mu);
     free(p->threads);
     free(p);
 }
@@ -412,6 +438,7 @@ int corio_thread_pool_new(corio_executor_t **out, const corio_thread_pool_option
     p->base.max_workers = o.max_workers;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->join_mu, NULL);
     p->initializer = o.initializer;
     p->initarg = o.initarg;
     p->multi_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1;

@@ -98,11 +98,30 @@ static void waiter_unregister(waiter_t *w, corio_future_t *f)
 static int waiter_await(corio_future_t *t, int64_t deadline)
 {
     int64_t left = deadline == CORIO_NEVER ? -1 : deadline - corio_now();
-    if (left == 0 || left < -1)
-        return -ETIMEDOUT;
+    if (deadline != CORIO_NEVER && left <= 0)
+        return -ETIMEDOUT; /* 1 ns past must not read as -1, no limit */
     corio_value_t v;
     int rc = corio_await_timeout(t, left, &v);
     return rc == -ETIMEDOUT || rc == -ECANCELED ? rc : 0;
+}
+
+static corio_future_t *unmark(corio_future_t *f)
+{
+    return (corio_future_t *)((uintptr_t)f & ~(uintptr_t)1);
+}
+
+/* True outside a coroutine when one of the m futures is a pending loop
+ * future: only its loop completes it, and blocking stops that loop. */
+static bool would_deadlock(corio_future_t *const *d, size_t m)
+{
+    if (corio_current_task())
+        return false;
+    for (size_t i = 0; i < m; i++) {
+        corio_future_t *f = unmark(d[i]);
+        if (corio_future_loop(f) && !corio_future_done(f))
+            return true;
+    }
+    return false;
 }
 
 static int cmp_ptr(const void *a, const void *b)
@@ -178,7 +197,7 @@ int corio_wait(corio_future_t *const *futures, size_t n, int64_t timeout_ns,
         return -ENOMEM;
     int rc = 0;
     if (!condition_met(d, m, mode) && timeout_ns != 0)
-        rc = wait_slow(d, m, timeout_ns, mode);
+        rc = would_deadlock(d, m) ? -EDEADLK : wait_slow(d, m, timeout_ns, mode);
     size_t a = 0, b = 0;
     for (size_t i = 0; i < m; i++) {
         if (corio_future_done(d[i])) {
@@ -245,11 +264,6 @@ int corio_as_completed_new(corio_future_t *const *futures, size_t n, int64_t tim
     return 0;
 }
 
-static corio_future_t *unmark(corio_future_t *f)
-{
-    return (corio_future_t *)((uintptr_t)f & ~(uintptr_t)1);
-}
-
 int corio_as_completed_next(corio_as_completed_t *it, corio_future_t **f)
 {
     if (!it || !f)
@@ -266,7 +280,7 @@ int corio_as_completed_next(corio_as_completed_t *it, corio_future_t **f)
             return 1;
         }
         corio_future_t *t = NULL;
-        int rc = corio_future_new_threadsafe(&t);
+        int rc = would_deadlock(it->d, it->m) ? -EDEADLK : corio_future_new_threadsafe(&t);
         if (rc == 0)
             w->trigger = corio_future_ref(t);
         pthread_mutex_unlock(&w->mu);

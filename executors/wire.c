@@ -98,14 +98,13 @@ typedef struct worker {
     int max_tasks;
 } worker_t;
 
-/* The worker reads ahead and writes small results in batches, so a
- * stream of small tasks costs a few system calls per batch, not per task.
- * Only the worker's main thread uses these. */
+/* The worker reads ahead, so a stream of small tasks costs a few reads per
+ * batch. Each result is written before the next task runs: a result held
+ * back would die with the worker if that task crashed, and the parent
+ * would blame the wrong task. Only the worker's main thread uses these. */
 #define WORKER_BUF 65536
 static char g_in[WORKER_BUF];
 static size_t g_in_start, g_in_end;
-static char *g_out;
-static size_t g_out_len, g_out_cap;
 
 static int read_full(int fd, void *buf, size_t len)
 {
@@ -136,13 +135,6 @@ static int read_full(int fd, void *buf, size_t len)
     return 0;
 }
 
-/* True when another task is already readable. */
-static bool input_pending(int fd)
-{
-    char c;
-    return g_in_start < g_in_end || recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
-}
-
 static int write_iov(int fd, struct iovec *iov, size_t niov)
 {
     while (niov) {
@@ -163,36 +155,6 @@ static int write_iov(int fd, struct iovec *iov, size_t niov)
         }
     }
     return 0;
-}
-
-static int out_flush(int fd)
-{
-    struct iovec iov = {g_out, g_out_len};
-    g_out_len = 0;
-    return iov.iov_len ? write_iov(fd, &iov, 1) : 0;
-}
-
-/* Queues a small message (copied), or flushes and writes a large one. */
-static int out_send(int fd, struct iovec *iov, size_t niov, size_t total)
-{
-    if (total >= WORKER_BUF) {
-        if (out_flush(fd) < 0)
-            return -1;
-        return write_iov(fd, iov, niov);
-    }
-    if (g_out_len + total > g_out_cap) {
-        size_t cap = (g_out_len + total) * 2;
-        char *n = realloc(g_out, cap);
-        if (!n)
-            return -1;
-        g_out = n;
-        g_out_cap = cap;
-    }
-    for (size_t i = 0; i < niov; i++) {
-        memcpy(g_out + g_out_len, iov[i].iov_base, iov[i].iov_len);
-        g_out_len += iov[i].iov_len;
-    }
-    return g_out_len >= 4 * WORKER_BUF ? out_flush(fd) : 0;
 }
 
 static _Noreturn void worker_exit(int status)
@@ -298,7 +260,7 @@ static int reply_full(worker_t *w, corio_executor_fn fn, corio_value_t *args, si
     }
     iov[0] = (struct iovec){&h, sizeof h};
     iov[1] = (struct iovec){t, n * sizeof *t};
-    int rc = out_send(w->sock, iov, niov, sizeof h + h.len);
+    int rc = write_iov(w->sock, iov, niov);
     for (size_t i = 0; i < n; i++)
         if (res[i].len)
             free(res[i].ptr);
@@ -328,7 +290,7 @@ static int run_and_reply(worker_t *w, corio_executor_fn fn, corio_value_t *args,
     }
     corio_wire_hdr_t h = {CORIO_MSG_RESULT, CORIO_WIRE_COMPACT, n, n * sizeof *vals};
     struct iovec iov[2] = {{&h, sizeof h}, {vals, n * sizeof *vals}};
-    int rc = out_send(w->sock, iov, 2, sizeof h + h.len);
+    int rc = write_iov(w->sock, iov, 2);
     free(vals);
     return rc;
 }
@@ -427,10 +389,7 @@ _Noreturn void corio__worker_main(int sock, int lifeline)
             worker_exit(0);
         if (handle_task(&w, &h) < 0)
             worker_exit(0);
-        if (!input_pending(sock) && out_flush(sock) < 0)
-            worker_exit(0);
     }
-    out_flush(sock);
     worker_exit(0);
 }
 

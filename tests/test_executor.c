@@ -152,6 +152,100 @@ static void test_shutdown_nowait_and_cancel_futures(void)
     corio_executor_free(ex);
 }
 
+/* A done-callback of a future that shutdown cancels asks the pool
+ * something: it runs without the pool's lock held (it deadlocked). */
+static corio_executor_t *cb_pool;
+static atomic_int cb_workers = -1;
+
+static void ask_pool(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    atomic_store(&cb_workers, corio_executor_workers(cb_pool));
+    CHECK_EQ(corio_executor_shutdown(cb_pool, false, false), 0);
+}
+
+static void test_cancel_callback_may_use_pool(void)
+{
+    cb_pool = thread_pool(1);
+    corio_future_t *running, *queued;
+    atomic_store(&gate_open, 0);
+    CHECK_EQ(corio_executor_submit(cb_pool, gated_task, corio_value_int(0), &running), 0);
+    while (!corio_future_running(running))
+        sleep_ms(1);
+    CHECK_EQ(corio_executor_submit(cb_pool, square, corio_value_int(2), &queued), 0);
+    CHECK_EQ(corio_future_add_done_callback(queued, ask_pool, NULL), 0);
+    CHECK_EQ(corio_executor_shutdown(cb_pool, false, true), 0);
+    CHECK(corio_future_cancelled(queued));
+    CHECK_EQ(atomic_load(&cb_workers), 1);
+    atomic_store(&gate_open, 1);
+    CHECK_EQ(result_int(running), 1);
+    corio_future_unref(running);
+    corio_future_unref(queued);
+    corio_executor_free(cb_pool);
+}
+
+static void *shutdown_and_wait(void *arg)
+{
+    CHECK_EQ(corio_executor_shutdown(arg, true, false), 0);
+    CHECK_EQ(corio_executor_workers(arg), 0);
+    return NULL;
+}
+
+/* Two threads shutting down with wait at once: each returns when the
+ * workers are gone, and each worker is joined once (both joined every
+ * worker, which hung or crashed). */
+static void test_concurrent_shutdown_wait(void)
+{
+    for (int round = 0; round < 20; round++) {
+        corio_executor_t *ex = thread_pool(4);
+        corio_future_t *fs[4];
+        for (int i = 0; i < 4; i++)
+            CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(20), &fs[i]), 0);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_create(&t[i], NULL, shutdown_and_wait, ex), 0);
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_join(t[i], NULL), 0);
+        for (int i = 0; i < 4; i++) {
+            CHECK(corio_future_done(fs[i]));
+            corio_future_unref(fs[i]);
+        }
+        corio_executor_free(ex);
+    }
+}
+
+/* shutdown(wait) from a done-callback on a worker cannot wait for that
+ * worker: it returns -EDEADLK, and the owner's free later joins it (it
+ * returned 0 and marked it joined, and free then freed the pool under the
+ * running worker). */
+static atomic_int cb_shutdown_rc = 1;
+
+static void shutdown_from_callback(corio_future_t *f, void *arg)
+{
+    (void)f;
+    atomic_store(&cb_shutdown_rc, corio_executor_shutdown(arg, true, false));
+}
+
+static void test_shutdown_wait_from_worker(void)
+{
+    corio_executor_t *ex = thread_pool(1);
+    corio_future_t *f, *g;
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(50), &f), 0);
+    CHECK_EQ(corio_executor_submit(ex, sleep_task, corio_value_int(50), &g), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, shutdown_from_callback, ex), 0);
+    CHECK_EQ(result_int(f), 1);
+    for (int i = 0; i < 2000 && atomic_load(&cb_shutdown_rc) == 1; i++)
+        sleep_ms(5);
+    CHECK_EQ(atomic_load(&cb_shutdown_rc), -EDEADLK);
+    CHECK_EQ(result_int(g), 1); /* wait or not, queued work still runs */
+    corio_future_t *late;
+    CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(1), &late), CORIO_ESHUTDOWN);
+    corio_executor_free(ex);
+    corio_future_unref(f);
+    corio_future_unref(g);
+}
+
 static void test_shutdown_wait_runs_queued(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -206,6 +300,45 @@ static void test_submit_races_shutdown(void)
         }
         corio_executor_free(ex);
     }
+}
+
+/* A task that submits a task and waits for it, after tiny tasks taught
+ * the pool to spare wake-ups: an idle worker takes the inner task (it
+ * was left for the busy outer one, "soon free", which waited on it). */
+static corio_executor_t *nest_pool;
+
+static int outer_task(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    corio_future_t *f;
+    int rc = corio_executor_submit(nest_pool, square, corio_value_int(5), &f);
+    if (rc < 0)
+        return rc;
+    corio_value_t v;
+    rc = corio_await_timeout(f, 10 * CORIO_NS_PER_SEC, &v);
+    corio_future_unref(f);
+    *result = corio_value_int(rc == 0 ? corio_value_as_int(v) : rc);
+    return 0;
+}
+
+static void test_task_waiting_on_nested_task(void)
+{
+    nest_pool = thread_pool(4);
+    for (int round = 0; round < 10; round++) {
+        corio_future_t *fs[64];
+        for (int i = 0; i < 64; i++)
+            CHECK_EQ(corio_executor_submit(nest_pool, square, corio_value_int(i), &fs[i]), 0);
+        for (int i = 0; i < 64; i++) {
+            CHECK_EQ(result_int(fs[i]), i * i);
+            corio_future_unref(fs[i]);
+        }
+        sleep_ms(50); /* the workers go to sleep */
+        corio_future_t *f;
+        CHECK_EQ(corio_executor_submit(nest_pool, outer_task, corio_value_int(0), &f), 0);
+        CHECK_EQ(result_int(f), 25);
+        corio_future_unref(f);
+    }
+    corio_executor_free(nest_pool);
 }
 
 /* A short job never waits behind a long one while a worker sleeps, even
@@ -553,6 +686,27 @@ static void test_map_errors_timeout_and_early_free(void)
     corio_executor_free(ex);
 }
 
+/* Results complete before the map's deadline are returned after it; only
+ * one not there by then is -ETIMEDOUT (it was for any read past it). */
+static void test_map_deadline_keeps_done_results(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    corio_value_t in[4];
+    for (int i = 0; i < 4; i++)
+        in[i] = corio_value_int(i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, square, in, 4, 1, 200 * CORIO_NS_PER_MS, &it), 0);
+    sleep_ms(1500); /* far past the deadline; the tasks are instant */
+    corio_value_t v;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(corio_map_next(it, &v), 1);
+        CHECK_EQ(corio_value_as_int(v), i * i);
+    }
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+}
+
 static void test_huge_bytes_thread_pool(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -733,6 +887,38 @@ static intptr_t wait_on_tasks(void *arg)
     return 0;
 }
 
+/* Outside a coroutine, waiting on a loop future would stop the loop that
+ * completes it: -EDEADLK, as corio_await_timeout says (both blocked for
+ * ever). A wait whose condition already holds still returns at once. */
+static void test_wait_loop_future_outside_coroutine(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_future_t *lf, *ef;
+    CHECK_EQ(corio_future_new(loop, &lf), 0);
+    CHECK_EQ(corio_future_new_threadsafe(&ef), 0);
+    corio_future_t *both[2] = {lf, ef};
+    size_t nd = 9, nnd = 9;
+    CHECK_EQ(corio_wait(&lf, 1, -1, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nnd), -EDEADLK);
+    CHECK_EQ(corio_wait(both, 2, 10 * CORIO_NS_PER_SEC, CORIO_FIRST_COMPLETED, NULL, &nd, NULL,
+                        &nnd), -EDEADLK);
+    CHECK_EQ(corio_wait(&lf, 1, 0, CORIO_ALL_COMPLETED, NULL, &nd, NULL, &nnd), 0);
+    CHECK_EQ(nnd, 1);
+    CHECK_EQ(corio_future_set_result(ef, corio_value_int(1)), 0);
+    CHECK_EQ(corio_wait(both, 2, -1, CORIO_FIRST_COMPLETED, NULL, &nd, NULL, &nnd), 0);
+    CHECK_EQ(nd, 1);
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(both, 2, -1, &it), 0);
+    corio_future_t *got;
+    CHECK_EQ(corio_as_completed_next(it, &got), 1);
+    CHECK(got == ef);
+    CHECK_EQ(corio_as_completed_next(it, &got), -EDEADLK);
+    corio_as_completed_free(it);
+    corio_future_unref(ef);
+    corio_future_unref(lf);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 static void test_wait_on_tasks_and_executor_futures(void)
 {
     corio_executor_t *ex = thread_pool(2);
@@ -750,14 +936,16 @@ static void test_wait_in_coroutine(void)
 TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_reused),
           CASE(test_thread_name_prefix), CASE(test_initializer_failure_breaks_pool),
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
-          CASE(test_submit_races_shutdown),
-          CASE(test_short_job_not_stuck_behind_long), CASE(test_done_callbacks),
+          CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
+          CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
+          CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
           CASE(test_huge_timeouts_mean_none),
           CASE(test_map_order_chunksizes), CASE(test_map_errors_timeout_and_early_free),
+          CASE(test_map_deadline_keeps_done_results),
           CASE_T(test_huge_bytes_thread_pool, 60),
           CASE(test_await_from_coroutine_loop_keeps_running),
           CASE(test_await_costs_a_handful_of_turns), CASE(test_run_in_executor_and_to_thread),
-          CASE(test_wait_in_coroutine), CASE(test_wait_on_tasks_and_executor_futures))
+          CASE(test_wait_in_coroutine), CASE(test_wait_loop_future_outside_coroutine), CASE(test_wait_on_tasks_and_executor_futures))

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +78,44 @@ static int die_after(const corio_value_t *arg, corio_value_t *result)
     if (strcmp(how, "kill") == 0)
         raise(SIGKILL);
     *result = corio_value_int(0);
+    return 0;
+}
+
+/* arg: a path as bytes. Appends one byte to it (a count of runs that
+ * survives the worker), then dies. */
+static int crash_once(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)result;
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)arg->len, (const char *)arg->ptr);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd >= 0 && write(fd, "x", 1) == 1)
+        close(fd);
+    _exit(3);
+}
+
+/* arg: a gate path. Waits for the gate, then dies. */
+static int gate_then_exit(const corio_value_t *arg, corio_value_t *result)
+{
+    wait_for_gate(arg, result);
+    _exit(1);
+}
+
+/* initarg: a path; fails (breaking the pool) once that file exists. */
+static int init_fails_once_flagged(const corio_value_t *arg)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)arg->len, (const char *)arg->ptr);
+    return access(path, F_OK) == 0 ? -EPERM : 0;
+}
+
+/* Hangs on 1 (for a task deadline to kill); x * 10 otherwise. */
+static int hang_on_one(const corio_value_t *arg, corio_value_t *result)
+{
+    intptr_t x = corio_value_as_int(*arg);
+    if (x == 1)
+        sleep_ms(60000);
+    *result = corio_value_int(x * 10);
     return 0;
 }
 
@@ -512,6 +551,143 @@ static void test_random_kills_under_load(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Short tasks awaited one by one: the pool learns they are short and
+ * starts sending tasks ahead to busy workers. */
+static void warm_up(corio_executor_t *ex)
+{
+    for (int i = 0; i < 200; i++) {
+        corio_future_t *f = submit_int(ex, square, i);
+        CHECK_EQ(result_int(f), i * i);
+        corio_future_unref(f);
+    }
+}
+
+static void file_size_is(const char *path, off_t size)
+{
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    CHECK_EQ(st.st_size, size);
+}
+
+/* Tasks sent ahead to one worker behind a gate, one of them crashing: the
+ * tasks before it keep their results (a worker used to hold finished
+ * results back while it ran the next task, losing them when it died), the
+ * crashing task fails and is not run again, and those after it run on the
+ * replacement. */
+static void test_worker_death_fails_only_its_task(void)
+{
+    char gate[64], count[80];
+    closed_gate(gate, sizeof gate);
+    snprintf(count, sizeof count, "%s.runs", gate);
+    unlink(count);
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    warm_up(ex);
+    corio_future_t *first, *before, *crash, *after[10];
+    CHECK_EQ(corio_executor_submit(ex, wait_for_gate, (corio_value_t){gate, strlen(gate)}, &first),
+             0);
+    before = submit_int(ex, square, 6);
+    CHECK_EQ(corio_executor_submit(ex, crash_once, (corio_value_t){count, strlen(count)}, &crash),
+             0);
+    for (int i = 0; i < 10; i++)
+        after[i] = submit_int(ex, square, i);
+    sleep_ms(300); /* the manager sends them ahead */
+    open_gate(gate);
+    CHECK(result_int(first) > 0);
+    CHECK_EQ(result_int(before), 36);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(crash, 20 * CORIO_NS_PER_SEC, &v), CORIO_EWORKERDIED);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(result_int(after[i]), i * i);
+        corio_future_unref(after[i]);
+    }
+    file_size_is(count, 1);
+    corio_future_unref(first);
+    corio_future_unref(before);
+    corio_future_unref(crash);
+    corio_executor_free(ex);
+    unlink(gate);
+    unlink(count);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+/* Until both workers have run a task side by side, so both are ready. */
+static void two_workers_ready(corio_executor_t *ex)
+{
+    for (int i = 0; i < 100; i++) {
+        corio_future_t *a = submit_int(ex, get_pid, 200), *b = submit_int(ex, get_pid, 200);
+        intptr_t pa = result_int(a), pb = result_int(b);
+        corio_future_unref(a);
+        corio_future_unref(b);
+        if (pa != pb)
+            return;
+    }
+    CHECK(!"a worker never became ready");
+}
+
+/* Until the pool says it is broken (submits fail); every future submitted
+ * meanwhile fails with CORIO_EBROKEN. */
+static void wait_broken(corio_executor_t *ex)
+{
+    for (int i = 0; i < 2000; i++) {
+        corio_future_t *f;
+        int rc = corio_executor_submit(ex, square, corio_value_int(1), &f);
+        if (rc == CORIO_EBROKEN)
+            return;
+        CHECK_EQ(rc, 0);
+        corio_value_t v;
+        CHECK_EQ(corio_await_timeout(f, 30 * CORIO_NS_PER_SEC, &v), CORIO_EBROKEN);
+        corio_future_unref(f);
+    }
+    CHECK(!"the pool never broke");
+}
+
+/* A worker holds tasks sent ahead behind a gated one when another worker's
+ * replacement breaks the pool; then the gated one's worker dies. The tasks
+ * behind it fail with CORIO_EBROKEN (they went back on the queue of the
+ * broken pool, where nothing took them, and shutdown hung). */
+static void test_broken_pool_fails_tasks_sent_ahead(void)
+{
+    char gate[64], flag[80];
+    closed_gate(gate, sizeof gate);
+    snprintf(flag, sizeof flag, "%s.flag", gate);
+    unlink(flag);
+    corio_process_pool_options_t o = {.max_workers = 2, .initializer = init_fails_once_flagged,
+                                      .initarg = {flag, strlen(flag)}};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    two_workers_ready(ex); /* a worker still starting would see the flag */
+    warm_up(ex);
+    open_gate(flag); /* replacements fail to start from now on */
+    corio_future_t *x, *behind[3], *die;
+    CHECK_EQ(corio_executor_submit(ex, gate_then_exit, (corio_value_t){gate, strlen(gate)}, &x), 0);
+    for (int i = 0; i < 3; i++)
+        behind[i] = submit_int(ex, square, i + 2);
+    sleep_ms(300);
+    CHECK_EQ(corio_executor_submit(ex, die_after, (corio_value_t){"exit 0", 7}, &die), 0);
+    wait_broken(ex);
+    int stuck = 0;
+    for (int i = 0; i < 3; i++)
+        stuck += !corio_future_done(behind[i]);
+    fprintf(stderr, "# %d tasks sent ahead behind the gate\n", stuck);
+    open_gate(gate);
+    corio_value_t v;
+    CHECK_EQ(corio_await_timeout(x, 20 * CORIO_NS_PER_SEC, &v), CORIO_EWORKERDIED);
+    for (int i = 0; i < 3; i++) {
+        int rc = corio_await_timeout(behind[i], 20 * CORIO_NS_PER_SEC, &v);
+        CHECK(rc == CORIO_EBROKEN || (rc == 0 && corio_value_as_int(v) == (i + 2) * (i + 2)));
+        corio_future_unref(behind[i]);
+    }
+    CHECK(corio_future_done(die));
+    corio_future_exception(die, NULL);
+    CHECK_EQ(corio_executor_shutdown(ex, true, false), 0);
+    corio_future_unref(x);
+    corio_future_unref(die);
+    corio_executor_free(ex);
+    unlink(gate);
+    unlink(flag);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 /* pipeline.py's shape: stage one's done-callback (in pool one's manager
  * thread) submits stage two into another process pool. */
 static corio_executor_t *second_stage;
@@ -730,6 +906,87 @@ static void test_shutdown_cancel_and_submit_after(void)
     CHECK_EQ(count_zombies(), 0);
 }
 
+/* Options refused before any descriptor exists close none: fd 0 was closed
+ * (three times) on this path. */
+static void test_bad_options_close_no_fd(void)
+{
+    if (fcntl(0, F_GETFD) < 0)
+        CHECK_EQ(open("/dev/null", O_RDONLY), 0);
+    struct stat before, after;
+    CHECK_EQ(fstat(0, &before), 0);
+    corio_process_pool_options_t bad[3] = {{.max_workers = -1}, {.max_tasks_per_child = -5},
+                                           {.start_method = (corio_start_method_t)7}};
+    for (int i = 0; i < 3; i++) {
+        corio_executor_t *ex = NULL;
+        CHECK_EQ(corio_process_pool_new(&ex, &bad[i]), -EINVAL);
+        CHECK(fcntl(0, F_GETFD) >= 0);
+        CHECK_EQ(fstat(0, &after), 0);
+        CHECK(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
+    }
+}
+
+static void test_worker_pids_null_buffer(void)
+{
+    corio_executor_t *ex = process_pool(2, CORIO_START_SPAWN);
+    CHECK_EQ(corio_executor_worker_pids(ex, NULL, 4), -EINVAL);
+    CHECK_EQ(corio_executor_worker_pids(ex, NULL, 0), 2);
+    int pids[1];
+    CHECK_EQ(corio_executor_worker_pids(ex, pids, 1), 2);
+    CHECK(pids[0] > 0);
+    corio_executor_free(ex);
+}
+
+/* shutdown(wait) from a done-callback, which runs on the pool's manager
+ * thread, returns -EDEADLK without waiting; the owner's free then joins
+ * the manager (it was marked joined, and free freed the pool under it). */
+static atomic_int manager_shutdown_rc = 1;
+
+static void shutdown_on_manager(corio_future_t *f, void *arg)
+{
+    (void)f;
+    atomic_store(&manager_shutdown_rc, corio_executor_shutdown(arg, true, false));
+}
+
+static void test_shutdown_wait_from_callback(void)
+{
+    corio_executor_t *ex = process_pool(1, CORIO_START_SPAWN);
+    corio_future_t *f = submit_int(ex, get_pid, 50), *g = submit_int(ex, get_pid, 50);
+    CHECK_EQ(corio_future_add_done_callback(f, shutdown_on_manager, ex), 0);
+    CHECK(result_int(f) > 0);
+    for (int i = 0; i < 2000 && atomic_load(&manager_shutdown_rc) == 1; i++)
+        sleep_ms(5);
+    CHECK_EQ(atomic_load(&manager_shutdown_rc), -EDEADLK);
+    CHECK(result_int(g) > 0);
+    corio_executor_free(ex);
+    corio_future_unref(f);
+    corio_future_unref(g);
+    CHECK_EQ(count_zombies(), 0);
+}
+
+/* A map item killed by task_timeout_ns fails with -ETIMEDOUT like any
+ * failed item, and the map goes on (it was taken for the map's own
+ * deadline, which ended the map and lost the rest). */
+static void test_map_item_task_timeout(void)
+{
+    corio_process_pool_options_t o = {.max_workers = 2, .task_timeout_ns = 300 * CORIO_NS_PER_MS};
+    corio_executor_t *ex;
+    CHECK_EQ(corio_process_pool_new(&ex, &o), 0);
+    corio_value_t in[6], v;
+    for (int i = 0; i < 6; i++)
+        in[i] = corio_value_int(i);
+    corio_map_iter_t *it;
+    CHECK_EQ(corio_executor_map(ex, hang_on_one, in, 6, 1, -1, &it), 0);
+    for (int i = 0; i < 6; i++) {
+        int rc = corio_map_next(it, &v);
+        CHECK_EQ(rc, i == 1 ? -ETIMEDOUT : 1);
+        CHECK(i == 1 || corio_value_as_int(v) == i * 10);
+    }
+    CHECK_EQ(corio_map_next(it, &v), 0);
+    corio_map_free(it);
+    corio_executor_free(ex);
+    CHECK_EQ(count_zombies(), 0);
+}
+
 static intptr_t await_process_future(void *arg)
 {
     corio_executor_t *ex = arg;
@@ -790,4 +1047,8 @@ TEST_MAIN(CASE_T(test_spawn_basic, 60), CASE_T(test_fork_basic, 60),
           CASE_T(test_shutdown_cancel_and_submit_after, 60), CASE_T(test_await_from_coroutine, 60),
           CASE_T(test_pool_created_beside_default_pool, 60),
           CASE_T(test_random_kills_under_load, 120),
-          CASE_T(test_pipeline_between_process_pools, 60))
+          CASE_T(test_pipeline_between_process_pools, 60), CASE(test_bad_options_close_no_fd),
+          CASE_T(test_worker_pids_null_buffer, 60),
+          CASE_T(test_worker_death_fails_only_its_task, 60),
+          CASE_T(test_broken_pool_fails_tasks_sent_ahead, 60),
+          CASE_T(test_shutdown_wait_from_callback, 60), CASE_T(test_map_item_task_timeout, 60))

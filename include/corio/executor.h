@@ -80,17 +80,23 @@ CORIO_API int corio_executor_submit(corio_executor_t *ex, corio_executor_fn fn,
 
 /* Stops accepting work. cancel_futures cancels what has not started; wait
  * blocks until every started task has finished and the workers are gone.
- * Calling it again is harmless. Any thread but the pool's own workers. */
+ * Calling it again, from several threads at once too, is harmless. Returns
+ * 0, -EINVAL, or -EDEADLK for wait on one of the pool's own threads (a
+ * done-callback in a worker or a process pool's manager): it shuts down
+ * without waiting there, and a later free from another thread waits. */
 CORIO_API int corio_executor_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures);
 
-/* Shuts down (wait, no cancel) and frees the executor. */
+/* Shuts down (wait, no cancel) and frees the executor. Call it from a
+ * thread of its own: on one of the pool's threads it only shuts the pool
+ * down and frees nothing (the pool is still running that thread). */
 CORIO_API void corio_executor_free(corio_executor_t *ex);
 
 CORIO_API int corio_executor_max_workers(const corio_executor_t *ex);
 /* Live workers (threads or processes) right now. */
 CORIO_API int corio_executor_workers(corio_executor_t *ex);
 /* Process pools: fills pids with at most max worker pids; returns how many
- * workers there are. 0 for thread pools. */
+ * workers there are (pids may be NULL when max is 0). 0 for thread pools;
+ * -EINVAL for a NULL ex, a negative max, or NULL pids with max > 0. */
 CORIO_API int corio_executor_worker_pids(corio_executor_t *ex, int *pids, int max);
 
 /* ---- map: results in input order, consumed lazily ----------------------- */
@@ -109,9 +115,11 @@ CORIO_API int corio_executor_map(corio_executor_t *ex, corio_executor_fn fn,
                                  int64_t timeout_ns, corio_map_iter_t **out);
 /* The next result in input order: returns 1 and *out (bytes now owned by
  * the caller: free()), 0 when exhausted, the task's error code for a failed
- * item (iteration goes on), or -ETIMEDOUT, after which it is exhausted and
- * the remaining work is cancelled. Blocks the thread, or in a coroutine
- * suspends the task. One thread at a time. */
+ * item (iteration goes on, also for an item's own -ETIMEDOUT from
+ * task_timeout_ns), or -ETIMEDOUT when the map's deadline passes before
+ * the next result is there (a result done by then is still returned),
+ * after which it is exhausted and the remaining work is cancelled. Blocks
+ * the thread, or in a coroutine suspends the task. One thread at a time. */
 CORIO_API int corio_map_next(corio_map_iter_t *it, corio_value_t *out);
 /* Cancels what has not started and frees the iterator and unread results. */
 CORIO_API void corio_map_free(corio_map_iter_t *it);
@@ -126,7 +134,9 @@ CORIO_API void corio_map_free(corio_map_iter_t *it);
  * receive borrowed pointers, duplicates removed; *ndone and *nnot_done
  * their counts. Returns 0 (also on timeout, as in Python), -EINVAL,
  * -ENOMEM, or -ECANCELED when the calling task is cancelled. Blocks the
- * thread, or in a coroutine suspends the task. */
+ * thread, or in a coroutine suspends the task; outside a coroutine, a wait
+ * that would block on a pending loop future returns -EDEADLK at once (the
+ * lists are still filled), as corio_await_timeout does. */
 CORIO_API int corio_wait(corio_future_t *const *futures, size_t n, int64_t timeout_ns,
                          corio_wait_mode_t mode, corio_future_t **done, size_t *ndone,
                          corio_future_t **not_done, size_t *nnot_done);
@@ -139,7 +149,8 @@ typedef struct corio_as_completed corio_as_completed_t;
 CORIO_API int corio_as_completed_new(corio_future_t *const *futures, size_t n,
                                      int64_t timeout_ns, corio_as_completed_t **out);
 /* Returns 1 and *f (borrowed), 0 when every future was yielded, or
- * -ETIMEDOUT / -ECANCELED. */
+ * -ETIMEDOUT / -ECANCELED; -EDEADLK outside a coroutine when it would
+ * block while a loop future is pending. */
 CORIO_API int corio_as_completed_next(corio_as_completed_t *it, corio_future_t **f);
 CORIO_API void corio_as_completed_free(corio_as_completed_t *it);
 
