@@ -204,7 +204,9 @@ static void run_loop_callbacks(void *arg)
 {
     corio_future_t *f = arg;
     corio_done_cb_t cb;
-    while (cb_pop(f, &cb))
+    /* Only those added before this run: one added by a callback gets a
+     * run of its own, in a later iteration. */
+    for (uint32_t n = f->ncb; n && cb_pop(f, &cb); n--)
         cb.fn(f, cb.arg);
     corio_future_unref(f);
 }
@@ -250,8 +252,8 @@ static void run_threadsafe_callbacks(corio_future_t *f)
 
 int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *arg)
 {
-    if (!f || !fn)
-        return -EINVAL;
+    if (!f || !fn || (!corio__future_threadsafe(f) && !f->loop))
+        return -EINVAL; /* its loop is closed: the callback could never run */
     lock(f);
     int rc = cb_append(f, fn, arg);
     bool done = load_state(f) >= CORIO_FUTURE_FINISHED;

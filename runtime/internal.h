@@ -358,6 +358,9 @@ struct corio_loop {
      * task-to-task switch (task.c) takes one of them, or else one of the
      * turn's budget of switches to handles readied during the turn. */
     uint64_t ready_left;
+    /* Ready handles are stamped in push order (in seq, which only timers
+     * use otherwise): those below turn_ready_end are what the turn owes. */
+    uint64_t ready_seq, turn_ready_end, turn_cancelled;
     uint64_t direct_turn;
     int direct_left;
     /* A task that finished by switching straight to another; retired by
@@ -370,6 +373,7 @@ struct corio_loop {
     corio_stack_pool_t stacks;
     struct corio_task_arena *task_arena; /* task records (task_arena.c) */
     bool running, stopping, closed;
+    bool in_turn; /* a turn is running its callbacks: no nested run or close */
     bool closing; /* close is finishing operations: no more turns will run */
     bool pollable; /* CORIO_LOOP_EMBEDDED: the ring fd wakes poll() */
     uint64_t task_counter;
@@ -415,6 +419,7 @@ static inline void corio__ready_push(corio_loop_t *loop, corio_handle_t *h)
     tail->next = h;
     loop->ready.prev = h;
     h->state = CORIO_H_READY;
+    h->seq = loop->ready_seq++;
     loop->nready++;
 }
 
@@ -436,6 +441,14 @@ void corio__loop_set_default_executor(corio_loop_t *loop, void *executor,
 static inline int64_t corio__deadline_after(int64_t now, int64_t ns)
 {
     return ns >= CORIO_NEVER - now ? CORIO_NEVER : now + ns;
+}
+
+/* ns from now until when, 0 once past; when may be as far back as
+ * INT64_MIN, where when - now would overflow. */
+static inline int64_t corio__time_until(int64_t when)
+{
+    int64_t now = corio_now();
+    return when <= now ? 0 : when - now;
 }
 
 /* Thread-locals of the runtime's hot paths. The initial-exec model reads

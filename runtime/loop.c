@@ -294,9 +294,7 @@ static int64_t turn_timeout(corio_loop_t *loop, int64_t limit)
         return 0;
     corio_handle_t *top = corio__timer_peek(loop);
     if (top) {
-        int64_t until = top->when - corio_now();
-        if (until < 0)
-            until = 0;
+        int64_t until = corio__time_until(top->when);
         if (limit < 0 || until < limit)
             limit = until;
     }
@@ -358,6 +356,8 @@ static int run_ready(corio_loop_t *loop)
      * next ready task take from the same count (task.c). */
     uint64_t todo = loop->nready;
     loop->ready_left = todo;
+    loop->turn_ready_end = loop->ready_seq;
+    loop->turn_cancelled = 0;
     while (loop->ready_left && loop->ready.next != &loop->ready) {
         loop->ready_left--;
         corio_handle_t *h = loop->ready.next;
@@ -368,13 +368,14 @@ static int run_ready(corio_loop_t *loop)
             free(h);
         fn(arg);
     }
-    int ran = (int)(todo - loop->ready_left);
+    int ran = (int)(todo - loop->ready_left - loop->turn_cancelled);
     loop->ready_left = 0;
     return ran;
 }
 
 static int loop_turn(corio_loop_t *loop, int64_t timeout)
 {
+    loop->in_turn = true;
     if (!loop->wake_armed)
         arm_wake(loop);
     wait_completions(loop, turn_timeout(loop, timeout));
@@ -386,6 +387,7 @@ static int loop_turn(corio_loop_t *loop, int64_t timeout)
     if (io_uring_sq_ready(&loop->ring))
         ring_submit(loop); /* an embedding host may sleep on the fd next */
     loop->stats.turns++;
+    loop->in_turn = false;
     return ran;
 }
 
@@ -403,8 +405,8 @@ int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns)
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->current)
-        return -EBUSY; /* called from one of the loop's own tasks */
+    if (loop->current || loop->in_turn)
+        return -EBUSY; /* called from one of the loop's own tasks or callbacks */
     int ran = loop_turn(loop, timeout_ns);
     if (!loop->running)
         loop->stopping = false; /* one turn is all a stop asks of run_once */
@@ -416,11 +418,13 @@ int corio_loop_run_forever(corio_loop_t *loop)
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->running || loop->current)
-        return -EBUSY; /* running, or called from one of its tasks (run_once) */
+    if (loop->running || loop->current || loop->in_turn)
+        return -EBUSY; /* running, or called from one of its tasks or callbacks */
     loop->running = true;
-    while (!loop->stopping)
-        loop_turn(loop, -1);
+    /* A stop made before the run still gets one turn, as in asyncio. */
+    do
+        loop_turn(loop, loop->stopping ? 0 : -1);
+    while (!loop->stopping);
     loop->stopping = false;
     loop->running = false;
     return 0;
@@ -432,7 +436,7 @@ int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg)
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->running || loop->current)
+    if (loop->running || loop->current || loop->in_turn)
         return -EBUSY;
     loop->running = true;
     while (!done(arg) && !loop->stopping)
@@ -518,8 +522,15 @@ int corio_handle_cancel(corio_handle_t *h)
 {
     if (!h || !h->loop)
         return -EINVAL;
-    if (h->state == CORIO_H_READY)
-        corio__ready_remove(h->loop, h);
+    if (h->state == CORIO_H_READY) {
+        corio_loop_t *loop = h->loop;
+        /* One the running turn owed: its slot must not go to a newer one. */
+        if (loop->ready_left && h->seq < loop->turn_ready_end) {
+            loop->ready_left--;
+            loop->turn_cancelled++;
+        }
+        corio__ready_remove(loop, h);
+    }
     else if (h->state == CORIO_H_TIMER)
         corio__timer_remove(h->loop, h);
     else
@@ -556,10 +567,7 @@ int64_t corio_loop_backend_timeout(corio_loop_t *loop)
     if (loop->nready || io_uring_cq_ready(&loop->ring))
         return 0;
     corio_handle_t *top = corio__timer_peek(loop);
-    if (!top)
-        return -1;
-    int64_t until = top->when - corio_now();
-    return until < 0 ? 0 : until;
+    return top ? corio__time_until(top->when) : -1;
 }
 
 int corio_loop_stats(corio_loop_t *loop, corio_loop_stats_t *out)
@@ -676,7 +684,9 @@ int corio_loop_close(corio_loop_t *loop)
         return -EINVAL;
     if (loop->closed)
         return 0; /* closing twice is harmless, as in asyncio */
-    if (loop->running || loop->current)
+    if (loop != corio__tls_loop)
+        return -EPERM; /* its ring is single-issuer, its thread's pointer would dangle */
+    if (loop->running || loop->current || loop->in_turn)
         return -EBUSY;
     if (loop->tasks)
         return -EBUSY;

@@ -468,12 +468,23 @@ static intptr_t gather_twice(void *arg)
     return corio_gather(fs, 3, 0, NULL);
 }
 
-static void *foreign_loop_future(void *arg)
+/* A future of a loop on another thread, which frees both once told. */
+typedef struct foreign {
+    pthread_barrier_t ready, finished;
+    corio_future_t *f;
+} foreign_t;
+
+static void *foreign_loop_thread(void *arg)
 {
+    foreign_t *fo = arg;
     corio_loop_t *l;
     CHECK_EQ(corio_loop_new(&l, NULL), 0);
-    CHECK_EQ(corio_future_new(l, arg), 0);
-    return l;
+    CHECK_EQ(corio_future_new(l, &fo->f), 0);
+    pthread_barrier_wait(&fo->ready);
+    pthread_barrier_wait(&fo->finished);
+    corio_future_unref(fo->f);
+    CHECK_EQ(corio_loop_free(l), 0);
+    return NULL;
 }
 
 /* The same task listed three times is cancelled once (its cleanup await
@@ -491,24 +502,23 @@ static intptr_t gather_repeats_main(void *arg)
     CHECK_EQ(join(c), -ECANCELED);
     CHECK_EQ(g_cleanup_rc, 0);
 
-    corio_future_t *foreign = NULL;
+    foreign_t fo;
+    pthread_barrier_init(&fo.ready, NULL, 2);
+    pthread_barrier_init(&fo.finished, NULL, 2);
     pthread_t th;
-    void *other;
-    CHECK_EQ(pthread_create(&th, NULL, foreign_loop_future, &foreign), 0);
-    CHECK_EQ(pthread_join(th, &other), 0);
-    corio_future_t *fs[2] = {foreign, foreign};
+    CHECK_EQ(pthread_create(&th, NULL, foreign_loop_thread, &fo), 0);
+    pthread_barrier_wait(&fo.ready);
+    corio_future_t *fs[2] = {fo.f, fo.f};
     CHECK_EQ(corio_gather(fs, 2, 0, NULL), -EINVAL);
-    CHECK(!corio_future_cancelled(foreign));
-    corio_future_unref(foreign);
-    return (intptr_t)other; /* freed by the caller, on this thread */
+    CHECK(!corio_future_cancelled(fo.f));
+    pthread_barrier_wait(&fo.finished);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    pthread_barrier_destroy(&fo.ready);
+    pthread_barrier_destroy(&fo.finished);
+    return 0;
 }
 
-static void gather_repeats_and_foreign(void)
-{
-    intptr_t other = run_main(gather_repeats_main, NULL);
-    CHECK(other > 0);
-    CHECK_EQ(corio_loop_free((corio_loop_t *)other), 0);
-}
+static void gather_repeats_and_foreign(void) { CHECK_EQ(run_main(gather_repeats_main, NULL), 0); }
 
 TEST_MAIN(CASE(gather_in_order), CASE(gather_executor_futures), CASE(gather_first_error), CASE(gather_collect),
           CASE(gather_cancelled), CASE(wait_for_basic), CASE(wait_for_race_orders),

@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -523,10 +524,138 @@ static void close_releases_scheduled_callbacks(void)
     close_clean(loop);
 }
 
+/* ---- review fixes: turns, stamps, owners ---- */
+
+static int g_ran;
+static void tick_cb(void *arg) { (void)arg; g_ran++; }
+
+/* A timer due at INT64_MIN is simply overdue (its wait used to overflow
+ * into a huge timeout). */
+static void timer_far_in_the_past(void)
+{
+    corio_loop_t *loop = new_loop();
+    g_ran = 0;
+    CHECK_EQ(corio_loop_call_at(loop, NULL, INT64_MIN, tick_cb, NULL), 0);
+    CHECK_EQ(corio_loop_backend_timeout(loop), 0);
+    CHECK_EQ(corio_loop_run_once(loop, -1), 1);
+    CHECK_EQ(g_ran, 1);
+    close_clean(loop);
+}
+
+static int g_inner[4];
+static void nested_calls_cb(void *arg)
+{
+    corio_loop_t *loop = arg;
+    g_inner[0] = corio_loop_close(loop);
+    g_inner[1] = corio_loop_run_once(loop, 0);
+    g_inner[2] = corio_loop_run_forever(loop);
+    g_inner[3] = corio_loop_free(loop);
+}
+
+/* From one of its own callbacks a loop can be neither run again nor
+ * closed (close used to free the ring under the running turn). */
+static void callback_cannot_close_or_rerun(void)
+{
+    corio_loop_t *loop = new_loop();
+    CHECK_EQ(corio_loop_call_soon(loop, NULL, nested_calls_cb, loop), 0);
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(g_inner[i], -EBUSY);
+    close_clean(loop);
+}
+
+static void *free_foreign(void *arg) { return (void *)(intptr_t)corio_loop_free(arg); }
+
+/* Only the loop's own thread may close it: another thread's close left the
+ * owner's current-loop pointer dangling. */
+static void close_from_another_thread_refused(void)
+{
+    corio_loop_t *loop = new_loop();
+    pthread_t th;
+    void *rc;
+    CHECK_EQ(pthread_create(&th, NULL, free_foreign, loop), 0);
+    CHECK_EQ(pthread_join(th, &rc), 0);
+    CHECK_EQ((intptr_t)rc, -EPERM);
+    CHECK(corio_loop_current() == loop);
+    close_clean(loop);
+}
+
+static corio_handle_t g_b;
+static void cancel_b_then_soon(void *arg)
+{
+    CHECK_EQ(corio_handle_cancel(&g_b), 0);
+    CHECK_EQ(corio_loop_call_soon(arg, NULL, tick_cb, NULL), 0);
+}
+
+/* A callback that cancels one the turn owes and schedules a new one: the
+ * new one runs in the next turn, as call_soon promises. */
+static void cancelled_slot_not_reused(void)
+{
+    corio_loop_t *loop = new_loop();
+    g_ran = 0;
+    CHECK_EQ(corio_loop_call_soon(loop, NULL, cancel_b_then_soon, loop), 0);
+    corio_handle_t *b = &g_b;
+    CHECK_EQ(corio_loop_call_soon(loop, b, record, NULL), 0);
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    CHECK_EQ(g_ran, 0);
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    CHECK_EQ(g_ran, 1);
+    close_clean(loop);
+}
+
+static void count_done(corio_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    g_ran++;
+}
+
+static void add_from_callback(corio_future_t *f, void *arg)
+{
+    (void)arg;
+    CHECK_EQ(corio_future_add_done_callback(f, count_done, NULL), 0);
+}
+
+/* A done-callback added by a done-callback runs in a later iteration; one
+ * added after the loop closed is refused (it could never run). */
+static void done_callbacks_added_late(void)
+{
+    corio_loop_t *loop = new_loop();
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, add_from_callback, NULL), 0);
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(1)), 0);
+    g_ran = 0;
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    CHECK_EQ(g_ran, 0);
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    CHECK_EQ(g_ran, 1);
+    CHECK_EQ(corio_loop_close(loop), 0);
+    CHECK_EQ(corio_future_add_done_callback(f, count_done, NULL), -EINVAL);
+    corio_future_unref(f);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
+/* stop before run_forever: one turn still runs what is scheduled
+ * (asyncio's rule), then the run returns. */
+static void stop_before_run_runs_one_turn(void)
+{
+    corio_loop_t *loop = new_loop();
+    g_ran = 0;
+    CHECK_EQ(corio_loop_call_soon(loop, NULL, tick_cb, NULL), 0);
+    CHECK_EQ(corio_loop_stop(loop), 0);
+    CHECK_EQ(corio_loop_run_forever(loop), 0);
+    CHECK_EQ(g_ran, 1);
+    close_clean(loop);
+}
+
 TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE_T(million_timers_in_order, 90), CASE(threadsafe_call_wakes_loop),
           CASE(loop_per_thread), CASE(embedding_with_poll), CASE_T(tiny_ring_loses_nothing, 60),
           CASE(eintr_is_retried), CASE(faults_reach_the_caller),
           CASE(unretrieved_error_is_reported), CASE(closed_loop_refuses),
           CASE(ring_setup_error_says_why), CASE(nested_run_from_a_task_is_refused),
-          CASE(close_releases_scheduled_callbacks))
+          CASE(close_releases_scheduled_callbacks), CASE(timer_far_in_the_past),
+          CASE(callback_cannot_close_or_rerun), CASE(close_from_another_thread_refused),
+          CASE(cancelled_slot_not_reused), CASE(done_callbacks_added_late),
+          CASE(stop_before_run_runs_one_turn))

@@ -80,7 +80,8 @@ CORIO_API int corio_future_exception(corio_future_t *f, const char **message);
 CORIO_API int corio_future_take_result(corio_future_t *f, corio_value_t *out);
 
 /* Adds a done-callback; they run in the order added (see the kinds above).
- * Returns 0 or -ENOMEM. */
+ * Returns 0, -ENOMEM, or -EINVAL for a loop future whose loop is closed
+ * (the callback could never run). */
 CORIO_API int corio_future_add_done_callback(corio_future_t *f, corio_done_fn fn, void *arg);
 /* Removes every registration of (fn, arg); returns how many. */
 CORIO_API int corio_future_remove_done_callback(corio_future_t *f, corio_done_fn fn, void *arg);

@@ -68,8 +68,9 @@ CORIO_API int corio_loop_new(corio_loop_t **out, const corio_loop_options_t *opt
 /* Closes a stopped loop: releases its ring, stacks and handles; it can no
  * longer run (-EINVAL) and the thread may create a new loop. -EBUSY while
  * tasks are still alive or it is running (a close that finds live tasks only
- * after shutting down the default executor has still shut it down).
- * Closing twice returns 0. Loop thread. */
+ * after shutting down the default executor has still shut it down), also
+ * from one of its own callbacks; -EPERM from another thread. Closing twice
+ * returns 0. Loop thread. */
 CORIO_API int corio_loop_close(corio_loop_t *loop);
 /* Closes the loop if needed (same errors) and frees its memory. */
 CORIO_API int corio_loop_free(corio_loop_t *loop);
@@ -77,13 +78,15 @@ CORIO_API int corio_loop_free(corio_loop_t *loop);
 /* The loop of the calling thread, or NULL. */
 CORIO_API corio_loop_t *corio_loop_current(void);
 
-/* Runs until corio_loop_stop. Returns 0, -EINVAL on a closed/NULL loop, or
- * -EBUSY when already running. */
+/* Runs until corio_loop_stop; a stop made before the run still lets one
+ * iteration run (asyncio's rule). Returns 0, -EINVAL on a closed/NULL loop,
+ * or -EBUSY when already running (also from one of its callbacks). */
 CORIO_API int corio_loop_run_forever(corio_loop_t *loop);
 
 /* Runs one iteration: runs the ready callbacks, waits at most timeout_ns for
  * kernel completions or timers (0 never blocks, negative waits as long as
- * needed), runs what became ready. Returns the number of callbacks run. */
+ * needed), runs what became ready. Returns the number of callbacks run, or
+ * -EBUSY from one of the loop's own callbacks or tasks. */
 CORIO_API int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns);
 
 /* Asks a running loop to return after the current iteration. */
