@@ -594,13 +594,51 @@ int corio_sleep(int64_t ns)
 
 static bool future_is_done(void *f) { return corio_future_done(f); }
 
+/* A thread-safe future completes in another thread, which must wake the
+ * loop: its done-callback sends a handle, whose arrival the run awaits. */
+typedef struct ts_wake {
+    corio_handle_t h;
+    corio_loop_t *loop;
+    bool arrived;
+} ts_wake_t;
+
+static void ts_wake_arrived(void *arg) { ((ts_wake_t *)arg)->arrived = true; }
+
+static void ts_wake_send(corio_future_t *f, void *arg)
+{
+    (void)f;
+    ts_wake_t *w = arg;
+    w->h.fn = ts_wake_arrived;
+    w->h.arg = w;
+    corio__call_soon_threadsafe_handle(w->loop, &w->h);
+}
+
+static bool ts_wake_done(void *arg) { return ((ts_wake_t *)arg)->arrived; }
+
+static int run_until_threadsafe(corio_loop_t *loop, corio_future_t *f)
+{
+    ts_wake_t w = {.loop = loop};
+    int rc = corio_future_add_done_callback(f, ts_wake_send, &w);
+    if (rc < 0)
+        return rc;
+    rc = corio__loop_run_until(loop, ts_wake_done, &w);
+    /* Stopped first: the callback is withdrawn, unless it fired already;
+     * then its handle is on the way and must arrive before w goes. */
+    if (!w.arrived && corio_future_remove_done_callback(f, ts_wake_send, &w) == 0)
+        while (!w.arrived && rc == 0)
+            rc = corio__loop_run_until(loop, ts_wake_done, &w);
+    return rc;
+}
+
 int corio_loop_run_until_complete(corio_loop_t *loop, corio_future_t *f)
 {
     if (!f)
         return -EINVAL;
     if (f->loop && f->loop != loop)
         return -EINVAL;
-    int rc = corio__loop_run_until(loop, future_is_done, f);
+    int rc = loop && !f->loop && corio__future_threadsafe(f) && loop == corio__tls_loop
+                 ? run_until_threadsafe(loop, f)
+                 : corio__loop_run_until(loop, future_is_done, f);
     if (rc < 0)
         return rc;
     if (!corio_future_done(f))

@@ -649,6 +649,43 @@ static void stop_before_run_runs_one_turn(void)
     close_clean(loop);
 }
 
+static void *complete_later(void *arg)
+{
+    usleep(50 * 1000);
+    CHECK_EQ(corio_future_set_result(arg, corio_value_int(42)), 0);
+    return NULL;
+}
+
+/* run_until_complete on a thread-safe future that another thread completes
+ * while the loop sleeps: the completion wakes the loop (it slept for ever). */
+static void run_until_threadsafe_future(void)
+{
+    corio_loop_t *loop = new_loop();
+    for (int already = 0; already < 2; already++) {
+        corio_future_t *f;
+        CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+        pthread_t th;
+        if (already)
+            CHECK_EQ(corio_future_set_result(f, corio_value_int(42)), 0);
+        else
+            CHECK_EQ(pthread_create(&th, NULL, complete_later, f), 0);
+        CHECK_EQ(corio_loop_run_until_complete(loop, f), 0);
+        CHECK(corio_future_done(f));
+        if (!already)
+            CHECK_EQ(pthread_join(th, NULL), 0);
+        corio_future_unref(f);
+    }
+    /* Stopped first: the wake-up is withdrawn, so a later completion
+     * touches nothing of the finished run. */
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new_threadsafe(&f), 0);
+    CHECK_EQ(corio_loop_call_later(loop, NULL, 10 * CORIO_NS_PER_MS, stop_cb, loop), 0);
+    CHECK_EQ(corio_loop_run_until_complete(loop, f), CORIO_EINVALSTATE);
+    CHECK_EQ(corio_future_set_result(f, corio_value_int(1)), 0);
+    corio_future_unref(f);
+    close_clean(loop);
+}
+
 TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE_T(million_timers_in_order, 90), CASE(threadsafe_call_wakes_loop),
           CASE(loop_per_thread), CASE(embedding_with_poll), CASE_T(tiny_ring_loses_nothing, 60),
@@ -658,4 +695,4 @@ TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE(close_releases_scheduled_callbacks), CASE(timer_far_in_the_past),
           CASE(callback_cannot_close_or_rerun), CASE(close_from_another_thread_refused),
           CASE(cancelled_slot_not_reused), CASE(done_callbacks_added_late),
-          CASE(stop_before_run_runs_one_turn))
+          CASE(stop_before_run_runs_one_turn), CASE(run_until_threadsafe_future))

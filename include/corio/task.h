@@ -79,7 +79,9 @@ static inline int corio_task_await(corio_task_t *t, corio_value_t *out)
 CORIO_API intptr_t corio_run(corio_task_fn main, void *arg);
 
 /* run_until_complete: runs loop until f is done; returns corio_future_result's
- * code. -EBUSY if the loop runs already, -EINVAL on a closed loop. */
+ * code. -EBUSY if the loop runs already, -EINVAL on a closed loop. f may be
+ * thread-safe (an executor's): its completion in another thread wakes the
+ * loop, as asyncio does for a concurrent.futures Future. */
 CORIO_API int corio_loop_run_until_complete(corio_loop_t *loop, corio_future_t *f);
 
 CORIO_END_DECLS
