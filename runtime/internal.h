@@ -348,6 +348,7 @@ struct corio_loop {
     /* Thread-safe calls: a locked list plus one eventfd wake-up. */
     pthread_mutex_t ts_mu;
     corio_handle_t *ts_head, *ts_tail;
+    bool ts_closed; /* under ts_mu: close has begun, calls are refused */
     atomic_bool ts_wake_pending;
     int wake_fd;
     uint64_t wake_buf;

@@ -252,11 +252,17 @@ static void wake_complete(corio_op_t *op, int res, uint32_t flags)
     drain_threadsafe(loop);
 }
 
-void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h)
+/* False once the loop is closing: nothing would run h, and its eventfd
+ * may be closed already. */
+static bool ts_push(corio_loop_t *loop, corio_handle_t *h)
 {
     h->next = NULL;
     h->loop = loop;
     pthread_mutex_lock(&loop->ts_mu);
+    if (loop->ts_closed) {
+        pthread_mutex_unlock(&loop->ts_mu);
+        return false;
+    }
     if (loop->ts_tail)
         loop->ts_tail->next = h;
     else
@@ -270,11 +276,20 @@ void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h)
         (void)!write(loop->wake_fd, &one, sizeof one);
     }
     pthread_mutex_unlock(&loop->ts_mu);
+    return true;
 }
 
+void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h)
+{
+    (void)ts_push(loop, h); /* the runtime's own hops all arrive before close */
+}
+
+/* Refused under ts_mu once close began: another thread may be closing the
+ * loop, and close sets ts_closed under it before the eventfd goes. The
+ * loop's memory itself must outlive every caller (free after they stop). */
 int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, void *arg)
 {
-    if (!loop || !fn || loop->closed)
+    if (!loop || !fn)
         return -EINVAL;
     corio_handle_t *h = calloc(1, sizeof *h);
     if (!h)
@@ -282,7 +297,10 @@ int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, vo
     h->fn = fn;
     h->arg = arg;
     h->owned = 1;
-    corio__call_soon_threadsafe_handle(loop, h);
+    if (!ts_push(loop, h)) {
+        free(h);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -674,7 +692,8 @@ static void free_owned_handles(corio_loop_t *loop)
     while (loop->ready.next != &loop->ready) {
         corio_handle_t *h = loop->ready.next;
         corio__ready_remove(loop, h);
-        free(h);
+        if (h->owned) /* a handle of the runtime's own belongs to its sender */
+            free(h);
     }
 }
 
@@ -699,6 +718,9 @@ int corio_loop_close(corio_loop_t *loop)
     if (loop->tasks)
         return -EBUSY;
     finish_ops_in_flight(loop);
+    pthread_mutex_lock(&loop->ts_mu);
+    loop->ts_closed = true;
+    pthread_mutex_unlock(&loop->ts_mu);
     loop->closed = true;
     /* Futures outlive the loop; a late report goes to stderr. */
     for (corio_loop_future_t *lf = loop->futures; lf; lf = lf->lnext)
@@ -708,8 +730,7 @@ int corio_loop_close(corio_loop_t *loop)
     free_owned_handles(loop);
     corio__timer_free(loop);
     io_uring_queue_exit(&loop->ring);
-    close(loop->wake_fd);
-    pthread_mutex_destroy(&loop->ts_mu);
+    close(loop->wake_fd); /* ts_mu stays for late callers: free destroys it */
     corio__stack_pool_destroy(&loop->stacks);
     corio__task_arena_close(loop);
     corio__overflow_handler_release();
@@ -725,6 +746,7 @@ int corio_loop_free(corio_loop_t *loop)
     int rc = corio_loop_close(loop);
     if (rc < 0)
         return rc;
+    pthread_mutex_destroy(&loop->ts_mu);
     free(loop);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -686,6 +687,34 @@ static void run_until_threadsafe_future(void)
     close_clean(loop);
 }
 
+static void nothing(void *arg) { (void)arg; }
+
+static void *call_until_refused(void *arg)
+{
+    corio_loop_t *loop = arg;
+    int rc;
+    while ((rc = corio_loop_call_soon_threadsafe(loop, nothing, NULL)) == 0)
+        sched_yield();
+    return (void *)(intptr_t)rc;
+}
+
+/* Thread-safe calls racing the loop's close: each is either run or freed
+ * by the close, or refused with -EINVAL after it; none touches the closed
+ * eventfd or a destroyed lock (checked under TSan and ASan). */
+static void threadsafe_calls_racing_close(void)
+{
+    corio_loop_t *loop = new_loop();
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, call_until_refused, loop), 0);
+    for (int i = 0; i < 20; i++)
+        CHECK(corio_loop_run_once(loop, CORIO_NS_PER_MS) >= 0);
+    CHECK_EQ(corio_loop_close(loop), 0);
+    void *rc;
+    CHECK_EQ(pthread_join(th, &rc), 0);
+    CHECK_EQ((intptr_t)rc, -EINVAL);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE_T(million_timers_in_order, 90), CASE(threadsafe_call_wakes_loop),
           CASE(loop_per_thread), CASE(embedding_with_poll), CASE_T(tiny_ring_loses_nothing, 60),
@@ -695,4 +724,5 @@ TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE(close_releases_scheduled_callbacks), CASE(timer_far_in_the_past),
           CASE(callback_cannot_close_or_rerun), CASE(close_from_another_thread_refused),
           CASE(cancelled_slot_not_reused), CASE(done_callbacks_added_late),
-          CASE(stop_before_run_runs_one_turn), CASE(run_until_threadsafe_future))
+          CASE(stop_before_run_runs_one_turn), CASE(run_until_threadsafe_future),
+          CASE(threadsafe_calls_racing_close))

@@ -112,7 +112,9 @@ CORIO_API int corio_handle_cancel(corio_handle_t *h);
 CORIO_API bool corio_handle_pending(const corio_handle_t *h);
 
 /* Schedules fn(arg) on the loop from any thread and wakes it. The loop
- * allocates the handle; -ENOMEM if it cannot, -EINVAL after close. */
+ * allocates the handle; -ENOMEM if it cannot, -EINVAL once close began
+ * (safe to race with close; the loop must not be freed while other threads
+ * may still call). */
 CORIO_API int corio_loop_call_soon_threadsafe(corio_loop_t *loop, corio_callback_fn fn, void *arg);
 
 /* Embedding in another main loop (create the loop with CORIO_LOOP_EMBEDDED,
