@@ -10,6 +10,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 
+/* runtime/future.c: called on this thread before it blocks on a
+ * thread-safe future (a pool worker hands back the jobs it holds). */
+extern __thread __attribute__((tls_model("initial-exec"))) void (*corio__before_block)(void);
+
 /* One unit of work: a task, or a chunk of a map (a batch). A batch's future
  * gets a corio_batch_result_t as its bytes. */
 typedef struct corio_job {

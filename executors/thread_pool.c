@@ -155,18 +155,53 @@ static size_t batch_size(thread_pool_t *p)
 
 /* Runs a batch; the average task time is measured per batch, since the
  * clock costs as much as a tiny task. t0: when the batch was taken. */
+/* The jobs of this worker's batch not started yet: a job that blocks on
+ * another future hands them back first (give_back_batch), since the one
+ * it waits for may be among them and idle peers could run it. */
+static void wake_worker(thread_pool_t *p, bool may_start);
+
+static __thread corio_job_t *tls_rest;
+static __thread thread_pool_t *tls_rest_pool;
+
+static void give_back_batch(void)
+{
+    thread_pool_t *p = tls_rest_pool;
+    corio_job_t *j = tls_rest;
+    if (!j)
+        return;
+    tls_rest = NULL;
+    corio_job_queue_t rest = {0};
+    while (j) {
+        corio_job_t *next = j->next;
+        corio__jq_push(&rest, j);
+        j = next;
+    }
+    pthread_mutex_lock(&p->mu);
+    rest.tail->next = p->q.head; /* ahead of the queue: they were first */
+    if (!p->q.head)
+        p->q.tail = rest.tail;
+    p->q.head = rest.head;
+    p->q.len += rest.len;
+    atomic_fetch_add_explicit(&p->pending, rest.len, memory_order_relaxed);
+    pthread_mutex_unlock(&p->mu);
+    wake_worker(p, true);
+}
+
 static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
 {
     long long n = 0;
+    tls_rest_pool = p;
+    corio__before_block = give_back_batch;
     while (j) {
-        corio_job_t *next = j->next;
+        tls_rest = j->next;
         if (corio_future_set_running_or_notify_cancel(j->fut) == 0) {
             corio__job_run(j);
             n++;
         }
         corio__job_free(j);
-        j = next;
+        j = tls_rest; /* NULL when the job handed the rest back */
     }
+    tls_rest = NULL;
     if (n == 0)
         return;
     long long took = (corio_now() - t0) / n + 1;

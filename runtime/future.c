@@ -644,10 +644,14 @@ static void waiter_link(corio_future_t *f, future_waiter_t *fw)
     fw->linked = true;
 }
 
+CORIO_TLS void (*corio__before_block)(void);
+
 static __attribute__((noinline)) int block_thread(corio_future_t *f, int64_t timeout_ns, corio_value_t *out)
 {
     if (!corio__future_threadsafe(f))
         return -EDEADLK; /* would stop the loop that must complete it */
+    if (corio__before_block && load_state(f) < CORIO_FUTURE_FINISHED)
+        corio__before_block();
     int64_t deadline =
         timeout_ns >= 0 ? corio__deadline_after(corio_now(), timeout_ns) : CORIO_NEVER;
     struct timespec ts = {deadline / CORIO_NS_PER_SEC, deadline % CORIO_NS_PER_SEC};

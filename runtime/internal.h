@@ -461,6 +461,9 @@ static inline int64_t corio__time_until(int64_t when)
 
 /* The loop of this thread (thread-local). */
 extern CORIO_TLS corio_loop_t *corio__tls_loop;
+/* Called on this thread before it blocks on a thread-safe future (a pool
+ * worker hands back the queued jobs it holds, which the wait may need). */
+extern CORIO_TLS void (*corio__before_block)(void);
 
 /* A loop future is referenced only on its loop's thread while the loop is
  * open (future.h), so there a plain load and store do; a locked add costs

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -339,6 +340,52 @@ static void test_task_waiting_on_nested_task(void)
         corio_future_unref(f);
     }
     corio_executor_free(nest_pool);
+}
+
+/* A job that blocks on a job queued right behind it: while tasks are tiny
+ * and the queue long, one worker takes both in one batch, and the wait
+ * used to last for ever with the other worker idle. The waiting job now
+ * hands the rest of its batch back first. */
+static _Atomic(corio_future_t *) g_behind;
+
+static int wait_for_behind(const corio_value_t *arg, corio_value_t *result)
+{
+    (void)arg;
+    corio_future_t *f;
+    while (!(f = atomic_load(&g_behind)))
+        sched_yield();
+    corio_value_t v;
+    int rc = corio_await_timeout(f, 5 * CORIO_NS_PER_SEC, &v);
+    *result = v;
+    return rc;
+}
+
+static void test_wait_on_job_in_same_batch(void)
+{
+    corio_executor_t *ex = thread_pool(2);
+    enum { TINY = 2000 };
+    static corio_future_t *fs[2 * TINY];
+    for (int round = 0; round < 30; round++) {
+        /* A and B in the middle of a long queue of tiny jobs. */
+        corio_future_t *a, *b;
+        atomic_store(&g_behind, NULL);
+        for (int i = 0; i < 2 * TINY; i++) {
+            if (i == TINY) {
+                CHECK_EQ(corio_executor_submit(ex, wait_for_behind, corio_value_int(0), &a), 0);
+                CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(6), &b), 0);
+                atomic_store(&g_behind, b);
+            }
+            CHECK_EQ(corio_executor_submit(ex, square, corio_value_int(i), &fs[i]), 0);
+        }
+        for (int i = 0; i < 2 * TINY; i++) {
+            CHECK_EQ(result_int(fs[i]), i * i);
+            corio_future_unref(fs[i]);
+        }
+        CHECK_EQ(result_int(a), 36);
+        corio_future_unref(a);
+        corio_future_unref(b);
+    }
+    corio_executor_free(ex);
 }
 
 /* A short job never waits behind a long one while a worker sleeps, even
@@ -938,7 +985,8 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_shutdown_nowait_and_cancel_futures), CASE(test_shutdown_wait_runs_queued),
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
           CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
-          CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150), CASE(test_done_callbacks),
+          CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150),
+          CASE_T(test_wait_on_job_in_same_batch, 150), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),

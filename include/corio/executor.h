@@ -58,10 +58,10 @@ typedef struct corio_process_pool_options {
 
 /* Creates a thread pool (ThreadPoolExecutor); workers start on demand and
  * are reused. opts may be NULL. Returns 0, -EINVAL or -ENOMEM. Any thread.
- * A task may submit another and wait for it while a worker is free. One
- * limit: while tasks are tiny and the queue is long, a worker takes a batch
- * of up to 128 queued jobs, and a task that blocks waiting on a job later
- * in its own batch waits for ever (Python takes one job at a time). */
+ * A task may submit another and wait for it while a worker is free. While
+ * tasks are tiny and the queue is long a worker takes a batch of up to 128
+ * queued jobs; a task that blocks on a future hands the rest of its batch
+ * back to the queue first, so a job it waits for is never stuck behind it. */
 CORIO_API int corio_thread_pool_new(corio_executor_t **out, const corio_thread_pool_options_t *opts);
 
 /* Creates a process pool (ProcessPoolExecutor) and starts its workers.
