@@ -178,15 +178,20 @@ void corio__call_soon_threadsafe_handle(corio_loop_t *loop, corio_handle_t *h);
 
 /* ---- completions ------------------------------------------------------------ */
 
+/* Each entry is consumed before its completion runs, so a completion that
+ * must reap (a full ring while it submits) sees only the entries after it
+ * rather than completing the same ones twice. */
 static unsigned reap_cq(corio_loop_t *loop)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&loop->ring, head, cqe)
-    {
+    struct io_uring *ring = &loop->ring;
+    unsigned n = 0;
+    while (io_uring_cq_ready(ring)) {
+        unsigned head = *ring->cq.khead;
+        struct io_uring_cqe *cqe = &ring->cq.cqes[head & ring->cq.ring_mask];
         corio_op_t *op = (corio_op_t *)(uintptr_t)cqe->user_data;
         int res = cqe->res;
         uint32_t flags = cqe->flags;
+        io_uring_cq_advance(ring, 1);
         n++;
         if (!op)
             continue; /* cancel requests and other fire-and-forget entries */
@@ -194,7 +199,6 @@ static unsigned reap_cq(corio_loop_t *loop)
             loop->stats.ops_in_flight--;
         op->complete(op, res, flags);
     }
-    io_uring_cq_advance(&loop->ring, n);
     return n;
 }
 
@@ -448,14 +452,21 @@ int corio_loop_run_forever(corio_loop_t *loop)
     return 0;
 }
 
-/* Used by corio_loop_run_until_complete (task.c). */
-int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg)
+/* 0 when corio__loop_run_until would run loop, else its error. */
+int corio__loop_run_check(corio_loop_t *loop)
 {
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->running || loop->current || loop->in_turn)
-        return -EBUSY;
+    return loop->running || loop->current || loop->in_turn ? -EBUSY : 0;
+}
+
+/* Used by corio_loop_run_until_complete (task.c). */
+int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg)
+{
+    int rc = corio__loop_run_check(loop);
+    if (rc < 0)
+        return rc;
     loop->running = true;
     while (!done(arg) && !loop->stopping)
         loop_turn(loop, -1);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg);
+int corio__loop_run_check(corio_loop_t *loop);
 
 corio_task_t *corio_current_task(void)
 {
@@ -617,8 +618,13 @@ static bool ts_wake_done(void *arg) { return ((ts_wake_t *)arg)->arrived; }
 
 static int run_until_threadsafe(corio_loop_t *loop, corio_future_t *f)
 {
+    /* Checked first: once the callback is added, the run must happen (or
+     * be withdrawn), or a handle on this stack would stay queued. */
+    int rc = corio__loop_run_check(loop);
+    if (rc < 0 || corio_future_done(f))
+        return rc;
     ts_wake_t w = {.loop = loop};
-    int rc = corio_future_add_done_callback(f, ts_wake_send, &w);
+    rc = corio_future_add_done_callback(f, ts_wake_send, &w);
     if (rc < 0)
         return rc;
     rc = corio__loop_run_until(loop, ts_wake_done, &w);

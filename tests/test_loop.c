@@ -657,6 +657,10 @@ static void *complete_later(void *arg)
     return NULL;
 }
 
+static corio_future_t *g_ts_done;
+static int g_refused;
+static void run_until_from_callback(void *arg) { g_refused = corio_loop_run_until_complete(arg, g_ts_done); }
+
 /* run_until_complete on a thread-safe future that another thread completes
  * while the loop sleeps: the completion wakes the loop (it slept for ever). */
 static void run_until_threadsafe_future(void)
@@ -676,6 +680,15 @@ static void run_until_threadsafe_future(void)
             CHECK_EQ(pthread_join(th, NULL), 0);
         corio_future_unref(f);
     }
+    /* Refused (from one of the loop's callbacks): nothing is left queued
+     * that points into the refused call's frame. */
+    CHECK_EQ(corio_future_new_threadsafe(&g_ts_done), 0);
+    CHECK_EQ(corio_future_set_result(g_ts_done, corio_value_int(1)), 0);
+    CHECK_EQ(corio_loop_call_soon(loop, NULL, run_until_from_callback, loop), 0);
+    CHECK_EQ(corio_loop_run_once(loop, 0), 1);
+    CHECK_EQ(g_refused, -EBUSY);
+    CHECK(loop->ts_head == NULL);
+    corio_future_unref(g_ts_done);
     /* Stopped first: the wake-up is withdrawn, so a later completion
      * touches nothing of the finished run. */
     corio_future_t *f;
@@ -715,6 +728,49 @@ static void threadsafe_calls_racing_close(void)
     CHECK_EQ(corio_loop_free(loop), 0);
 }
 
+/* A completion that has to reap (it submits and finds the ring busy) sees
+ * only the entries after its own: none is completed twice. */
+static corio_loop_t *g_reap_loop;
+static int g_completions[2];
+
+static void nested_reap_complete(corio_op_t *op, int res, uint32_t flags);
+static corio_op_t g_ops[2] = {{nested_reap_complete}, {nested_reap_complete}};
+
+static void nested_reap_complete(corio_op_t *op, int res, uint32_t flags)
+{
+    (void)res;
+    (void)flags;
+    int i = (int)(op - g_ops);
+    if (g_completions[i]++ == 0 && i == 0) {
+        int err = 0;
+        struct io_uring_sqe *sqe = corio__get_sqe(g_reap_loop, &err);
+        CHECK(sqe);
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, NULL);
+        corio__fault_set(CORIO_FAULT_SUBMIT_BUSY, 1); /* reaps, then retries */
+        corio__submit_queued(g_reap_loop);
+    }
+}
+
+static void completion_may_reap(void)
+{
+    corio_loop_t *loop = g_reap_loop = new_loop();
+    for (int i = 0; i < 2; i++) {
+        int err = 0;
+        struct io_uring_sqe *sqe = corio__get_sqe(loop, &err);
+        CHECK(sqe);
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, &g_ops[i]);
+        corio__op_started(loop);
+    }
+    CHECK_EQ(io_uring_submit_and_wait(&loop->ring, 2), 2);
+    for (int turn = 0; turn < 3; turn++)
+        corio_loop_run_once(loop, 0);
+    CHECK_EQ(g_completions[0], 1);
+    CHECK_EQ(g_completions[1], 1);
+    close_clean(loop);
+}
+
 TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE_T(million_timers_in_order, 90), CASE(threadsafe_call_wakes_loop),
           CASE(loop_per_thread), CASE(embedding_with_poll), CASE_T(tiny_ring_loses_nothing, 60),
@@ -725,4 +781,5 @@ TEST_MAIN(CASE(call_soon_is_fifo), CASE(handles_cancel), CASE(call_later_waits),
           CASE(callback_cannot_close_or_rerun), CASE(close_from_another_thread_refused),
           CASE(cancelled_slot_not_reused), CASE(done_callbacks_added_late),
           CASE(stop_before_run_runs_one_turn), CASE(run_until_threadsafe_future),
-          CASE(threadsafe_calls_racing_close))
+          CASE(threadsafe_calls_racing_close),
+          CASE(completion_may_reap))
