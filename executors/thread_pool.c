@@ -41,6 +41,7 @@ struct thread_pool {
     atomic_int nidle;              /* workers waiting on cv (changed under mu) */
     atomic_int nthreads;           /* started (changed under mu) */
     atomic_bool shutdown, broken;  /* set under mu */
+    atomic_bool cancelling; /* shutdown(cancel_futures): batches held by workers too */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* jobs or shutdown */
     pthread_mutex_t join_mu; /* one shutdown joins at a time; never under mu */
@@ -176,6 +177,10 @@ static void give_back_batch(void)
         corio__jq_push(&rest, j);
         j = next;
     }
+    if (atomic_load(&p->cancelling)) {
+        fail_all(&rest, -ECANCELED, NULL);
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     rest.tail->next = p->q.head; /* ahead of the queue: they were first */
     if (!p->q.head)
@@ -194,6 +199,11 @@ static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
     corio__before_block = give_back_batch;
     while (j) {
         tls_rest = j->next;
+        if (atomic_load_explicit(&p->cancelling, memory_order_relaxed)) {
+            corio__job_fail(j, -ECANCELED, NULL); /* queued as far as the caller knows */
+            j = tls_rest;
+            continue;
+        }
         if (corio_future_set_running_or_notify_cancel(j->fut) == 0) {
             corio__job_run(j);
             n++;
@@ -405,8 +415,10 @@ static int tp_shutdown(corio_executor_t *ex, bool wait, bool cancel_futures)
     corio_job_queue_t cancelled = {0};
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->shutdown, true);
-    if (cancel_futures)
+    if (cancel_futures) {
+        atomic_store(&p->cancelling, true);
         take_queued(p, &cancelled);
+    }
     pthread_cond_broadcast(&p->cv);
     int n = atomic_load_explicit(&p->nthreads, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);

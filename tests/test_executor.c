@@ -388,6 +388,54 @@ static void test_wait_on_job_in_same_batch(void)
     corio_executor_free(ex);
 }
 
+/* shutdown(cancel_futures) cancels the jobs a worker holds in its batch
+ * too, not only the pool's queue: in Python they would still be queued. */
+static atomic_int g_gate_started, g_gate_go, g_shut, g_ran_after;
+
+static int gate_job(const corio_value_t *arg, corio_value_t *result)
+{
+    *result = *arg;
+    atomic_store(&g_gate_started, 1);
+    while (!atomic_load(&g_gate_go))
+        sched_yield();
+    return 0;
+}
+
+static int note_if_after_shutdown(const corio_value_t *arg, corio_value_t *result)
+{
+    *result = *arg;
+    if (atomic_load(&g_shut))
+        atomic_fetch_add(&g_ran_after, 1);
+    return 0;
+}
+
+static void test_cancel_futures_reaches_batches(void)
+{
+    enum { EACH = 2000 };
+    static corio_future_t *fs[2 * EACH + 1];
+    corio_executor_t *ex = thread_pool(1);
+    for (int i = 0; i <= 2 * EACH; i++) {
+        bool gate = i == EACH;
+        CHECK_EQ(corio_executor_submit(ex, gate ? gate_job : note_if_after_shutdown,
+                                       corio_value_int(i), &fs[i]), 0);
+    }
+    while (!atomic_load(&g_gate_started))
+        sched_yield();
+    CHECK_EQ(corio_executor_shutdown(ex, false, true), 0);
+    atomic_store(&g_shut, 1);
+    atomic_store(&g_gate_go, 1);
+    CHECK_EQ(corio_executor_shutdown(ex, true, false), 0);
+    int cancelled = 0;
+    for (int i = 0; i <= 2 * EACH; i++) {
+        CHECK(corio_future_done(fs[i]));
+        cancelled += corio_future_cancelled(fs[i]);
+        corio_future_unref(fs[i]);
+    }
+    CHECK_EQ(atomic_load(&g_ran_after), 0);
+    CHECK(cancelled > 0);
+    corio_executor_free(ex);
+}
+
 /* A short job never waits behind a long one while a worker sleeps, even
  * after many tiny tasks taught the pool to spare wake-ups. */
 static void test_short_job_not_stuck_behind_long(void)
@@ -986,7 +1034,7 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
           CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
           CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150),
-          CASE_T(test_wait_on_job_in_same_batch, 150), CASE(test_done_callbacks),
+          CASE_T(test_wait_on_job_in_same_batch, 150), CASE(test_cancel_futures_reaches_batches), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),
