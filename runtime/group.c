@@ -25,9 +25,14 @@ static void add_error(corio_task_group_t *g, int code, bool first)
 {
     if (g->nerrors == g->errcap) {
         size_t cap = g->errcap ? g->errcap * 2 : 4;
-        int *e = realloc(g->errors, cap * sizeof *e);
-        if (!e)
-            return; /* the error still aborted the group; only the record is lost */
+        int *e = corio__fault_hit(CORIO_FAULT_GROUP_ERRORS) ? NULL
+                                                            : realloc(g->errors, cap * sizeof *e);
+        if (!e) {
+            /* The error still aborts the group and exit still fails. */
+            if (first || !g->unrecorded)
+                g->unrecorded = code;
+            return;
+        }
         g->errors = e;
         g->errcap = cap;
     }
@@ -141,6 +146,8 @@ int corio_task_group_exit(corio_task_group_t *g, int rc)
         return -ECANCELED;
     if (g->nerrors)
         return g->errors[0];
+    if (g->unrecorded)
+        return g->unrecorded;
     if (seen & CORIO__SAW_TIMEOUT)
         return -ETIMEDOUT;
     return rc;

@@ -500,6 +500,7 @@ enum {
     CORIO_FAULT_SUBMIT_BUSY, /* a submit finding the completion queue full */
     CORIO_FAULT_MMAP,
     CORIO_FAULT_TIMER, /* growing the timer heap */
+    CORIO_FAULT_GROUP_ERRORS, /* growing a task group's error list */
     CORIO_FAULT_NSITES
 };
 void corio__fault_set(int site, long nth);

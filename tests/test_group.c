@@ -399,6 +399,31 @@ static void group_exit_sees_rescheduled_scope(void)
     CHECK_EQ(run_main(moved_scope_main, NULL), 0);
 }
 
+static intptr_t fail_eio(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+/* No memory to record a child's error: exit still returns it (it used to
+ * return 0 although a child failed). */
+static intptr_t unrecorded_error_main(void *arg)
+{
+    (void)arg;
+    corio_task_group_t g;
+    CHECK_EQ(corio_task_group_init(&g), 0);
+    corio__fault_set(CORIO_FAULT_GROUP_ERRORS, 1);
+    CHECK_EQ(corio_task_group_spawn(&g, NULL, fail_eio, NULL, NULL), 0);
+    CHECK_EQ(corio_task_group_exit(&g, 0), -EIO);
+    corio__fault_set(CORIO_FAULT_GROUP_ERRORS, 0);
+    CHECK_EQ(corio_task_group_errors(&g, NULL, 0), 0);
+    CHECK_EQ(corio_task_group_destroy(&g), 0);
+    return 0;
+}
+
+static void group_unrecorded_error(void) { CHECK_EQ(run_main(unrecorded_error_main, NULL), 0); }
+
 TEST_MAIN(CASE(group_basic), CASE(group_no_task), CASE(group_child_failure), CASE(group_errors),
           CASE(group_parent_cancelled), CASE(group_in_timeout_scope),
-          CASE_T(group_nested_cancel_orders, 60), CASE(group_exit_sees_rescheduled_scope))
+          CASE_T(group_nested_cancel_orders, 60), CASE(group_exit_sees_rescheduled_scope),
+          CASE(group_unrecorded_error))

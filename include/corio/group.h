@@ -109,6 +109,7 @@ typedef struct corio_task_group {
     size_t pending; /* children whose done-callback has not run */
     int *errors;
     size_t nerrors, errcap;
+    int unrecorded; /* an error no memory was left to record: still reported */
     struct corio_waiter *exit_waiter;
     bool aborting, exiting, exited, parent_cancel_requested;
 } corio_task_group_t;
@@ -131,7 +132,8 @@ CORIO_API int corio_task_group_spawn(corio_task_group_t *g, corio_task_t **out, 
  * expired, else rc. Parent task only; once. */
 CORIO_API int corio_task_group_exit(corio_task_group_t *g, int rc);
 /* Copies up to max error codes (block error first, then children in the
- * order they failed); returns how many there are. */
+ * order they failed); returns how many there are. An error that found no
+ * memory to be recorded is missing here, but exit still returns one. */
 CORIO_API size_t corio_task_group_errors(const corio_task_group_t *g, int *codes, size_t max);
 /* Releases the children. -EBUSY before corio_task_group_exit. */
 CORIO_API int corio_task_group_destroy(corio_task_group_t *g);
