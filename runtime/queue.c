@@ -220,6 +220,14 @@ static inline __attribute__((always_inline)) int put_now(corio_queue_t *q, qitem
     return rc;
 }
 
+/* Woken by shutdown in the turn the task was cancelled or its scope
+ * expired: the interrupt is what the current await reports. */
+static int shutdown_or_interrupt(corio_waiter_t *w)
+{
+    int rc = corio__granted_interrupt(w);
+    return rc ? rc : CORIO_EQUEUESHUTDOWN;
+}
+
 /* The room a get freed goes to the first waiting putter. */
 static void wake_putter(corio_queue_t *q)
 {
@@ -244,7 +252,9 @@ static int put_common(corio_queue_t *q, int64_t prio, corio_value_t v, bool wait
     }
     qwaiter_t pw = {.item = it};
     int rc = corio__waitq_wait(&q->putters, &pw.w);
-    if (rc == CORIO_EQUEUESHUTDOWN || rc == -ECANCELED || rc == -ETIMEDOUT || rc == -EDEADLK)
+    if (rc == CORIO_EQUEUESHUTDOWN)
+        return shutdown_or_interrupt(&pw.w);
+    if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -EDEADLK)
         return rc;
     /* Woken with room reserved for us. */
     q->reserved--;
@@ -326,6 +336,8 @@ static int get_common(corio_queue_t *q, corio_value_t *out, bool wait)
         return -EAGAIN;
     qwaiter_t gw;
     int rc = corio__waitq_wait(&q->getters, &gw.w);
+    if (rc == CORIO_EQUEUESHUTDOWN)
+        return shutdown_or_interrupt(&gw.w);
     if (rc < 0)
         return rc;
     rc = corio__granted_interrupt(&gw.w);

@@ -359,8 +359,9 @@ int corio_barrier_wait(corio_barrier_t *b)
         barrier_break(b, true);
         return rc;
     }
-    if (rc >= 0) {
-        /* The cycle completed; the others are on their way. */
+    if (rc >= 0 || rc == CORIO_EBROKENBARRIER) {
+        /* The cycle completed (the others are on their way), or a break or
+         * reset woke us: an interrupt in the same turn is what to report. */
         int irc = corio__granted_interrupt(&bw.w);
         if (irc)
             return irc;

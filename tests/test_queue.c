@@ -602,8 +602,37 @@ static intptr_t shutdown_giveback_main(void *arg)
 
 static void queue_shutdown_drops_giveback(void) { CHECK_EQ(run_main(shutdown_giveback_main, NULL), 0); }
 
+static intptr_t plain_putter(void *q) { return corio_queue_put(q, V(9)); }
+
+/* Woken by shutdown in the turn it was cancelled, in either order: the
+ * get or put reports the cancellation, as the current await must. */
+static intptr_t shutdown_vs_cancel_main(void *arg)
+{
+    (void)arg;
+    for (int order = 0; order < 2; order++)
+        for (int put = 0; put < 2; put++) {
+            corio_queue_t *q;
+            CHECK_EQ(corio_queue_new(&q, CORIO_QUEUE_FIFO, 1), 0);
+            if (put)
+                CHECK_EQ(corio_queue_put_nowait(q, V(1)), 0); /* full */
+            corio_task_t *t = spawn(put ? plain_putter : plain_getter, q);
+            turns(2);
+            if (order)
+                CHECK_EQ(corio_queue_shutdown(q, false), 0);
+            corio_task_cancel(t);
+            if (!order)
+                CHECK_EQ(corio_queue_shutdown(q, false), 0);
+            CHECK_EQ(join(t), -ECANCELED);
+            CHECK_EQ(corio_queue_free(q), 0);
+        }
+    return 0;
+}
+
+static void queue_shutdown_vs_cancel(void) { CHECK_EQ(run_main(shutdown_vs_cancel_main, NULL), 0); }
+
 TEST_MAIN(CASE(queue_order), CASE(queue_maxsize), CASE(queue_join), CASE(queue_shutdown),
           CASE(queue_cancel_get_orders), CASE(queue_timeout_get_orders),
           CASE(queue_cancel_put_orders), CASE(queue_producers_consumers),
           CASE(queue_pingpong_starves_nothing), CASE(queue_chaos), CASE(queue_no_task),
-          CASE(queue_giveback_keeps_order), CASE(queue_shutdown_drops_giveback))
+          CASE(queue_giveback_keeps_order), CASE(queue_shutdown_drops_giveback),
+          CASE(queue_shutdown_vs_cancel))

@@ -733,7 +733,27 @@ static intptr_t bounded_zero_main(void *arg)
 
 static void bounded_semaphore_zero(void) { CHECK_EQ(run_main(bounded_zero_main, NULL), 0); }
 
+/* A barrier reset in the turn a waiter is cancelled: the waiter reports
+ * the cancellation, and the reset barrier stays whole. */
+static intptr_t barrier_reset_cancel_main(void *arg)
+{
+    (void)arg;
+    corio_barrier_t b;
+    CHECK_EQ(corio_barrier_init(&b, 2), 0);
+    corio_task_t *w = spawn(barrier_user, &b);
+    turns(2);
+    CHECK_EQ(corio_barrier_reset(&b), 0);
+    corio_task_cancel(w);
+    CHECK_EQ(join(w), -ECANCELED);
+    CHECK(!corio_barrier_broken(&b));
+    CHECK_EQ(corio_barrier_destroy(&b), 0);
+    return 0;
+}
+
+static void barrier_reset_vs_cancel(void) { CHECK_EQ(run_main(barrier_reset_cancel_main, NULL), 0); }
+
 TEST_MAIN(CASE(lock_fifo), CASE(lock_cancel_orders), CASE(lock_timeout_orders),
           CASE(lock_cancelled_cleanup), CASE(lock_no_task), CASE(lock_chaos), CASE(event_basic),
           CASE(condition_basic), CASE(condition_cancel), CASE(condition_chaos), CASE(semaphore_basic),
-          CASE(barrier_basic), CASE(destroy_waits_for_woken), CASE(bounded_semaphore_zero))
+          CASE(barrier_basic), CASE(destroy_waits_for_woken), CASE(bounded_semaphore_zero),
+          CASE(barrier_reset_vs_cancel))
