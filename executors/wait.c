@@ -172,14 +172,17 @@ static int wait_slow(corio_future_t **d, size_t m, int64_t timeout_ns, corio_wai
     }
     corio_future_t *t = corio_future_ref(w->trigger);
     w->pending = m; /* before any callback can run */
-    for (size_t i = 0; i < m; i++)
-        waiter_register(w, d[i]);
-    rc = waiter_await(t, corio__timeout_deadline(timeout_ns));
+    /* A registration fails for a future that can never complete here (its
+     * loop is closed) or for want of memory: the wait fails with it. */
+    int reg = 0;
+    for (size_t i = 0; i < m && reg == 0; i++)
+        reg = waiter_register(w, d[i]);
+    rc = reg ? reg : waiter_await(t, corio__timeout_deadline(timeout_ns));
     for (size_t i = 0; i < m; i++)
         waiter_unregister(w, d[i]);
     corio_future_unref(t);
     waiter_unref(w);
-    return rc == -ECANCELED ? rc : 0;
+    return reg || rc == -ECANCELED ? rc : 0;
 }
 
 int corio_wait(corio_future_t *const *futures, size_t n, int64_t timeout_ns,
@@ -257,9 +260,16 @@ int corio_as_completed_new(corio_future_t *const *futures, size_t n, int64_t tim
             it->d[i] = (corio_future_t *)((uintptr_t)it->d[i] | 1); /* not registered */
         }
     }
-    for (size_t i = 0; i < it->m; i++)
-        if (!((uintptr_t)it->d[i] & 1))
-            waiter_register(w, it->d[i]);
+    for (size_t i = 0; i < it->m; i++) {
+        if ((uintptr_t)it->d[i] & 1)
+            continue;
+        int rc = waiter_register(w, it->d[i]);
+        if (rc < 0) { /* never completes here (a closed loop's), or no memory */
+            it->d[i] = (corio_future_t *)((uintptr_t)it->d[i] | 1);
+            corio_as_completed_free(it);
+            return rc;
+        }
+    }
     *out = it;
     return 0;
 }

@@ -436,6 +436,26 @@ static void test_cancel_futures_reaches_batches(void)
     corio_executor_free(ex);
 }
 
+/* A pending future of a closed loop can never complete: wait and
+ * as_completed refuse it rather than wait it out or leave it out. */
+static void test_wait_closed_loop_future(void)
+{
+    corio_loop_t *loop;
+    CHECK_EQ(corio_loop_new(&loop, NULL), 0);
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(loop, &f), 0);
+    CHECK_EQ(corio_loop_close(loop), 0);
+    corio_future_t *done[1], *not_done[1];
+    size_t nd = 9, nn = 9;
+    CHECK_EQ(corio_wait(&f, 1, 60 * CORIO_NS_PER_SEC, CORIO_ALL_COMPLETED, done, &nd, not_done, &nn),
+             -EINVAL);
+    corio_as_completed_t *it = NULL;
+    CHECK_EQ(corio_as_completed_new(&f, 1, 60 * CORIO_NS_PER_SEC, &it), -EINVAL);
+    CHECK(it == NULL);
+    corio_future_unref(f);
+    CHECK_EQ(corio_loop_free(loop), 0);
+}
+
 /* A short job never waits behind a long one while a worker sleeps, even
  * after many tiny tasks taught the pool to spare wake-ups. */
 static void test_short_job_not_stuck_behind_long(void)
@@ -1034,7 +1054,8 @@ TEST_MAIN(CASE(test_submit_result_and_error), CASE(test_workers_on_demand_and_re
           CASE(test_submit_races_shutdown), CASE(test_cancel_callback_may_use_pool),
           CASE(test_concurrent_shutdown_wait), CASE(test_shutdown_wait_from_worker),
           CASE(test_short_job_not_stuck_behind_long), CASE_T(test_task_waiting_on_nested_task, 150),
-          CASE_T(test_wait_on_job_in_same_batch, 150), CASE(test_cancel_futures_reaches_batches), CASE(test_done_callbacks),
+          CASE_T(test_wait_on_job_in_same_batch, 150), CASE(test_cancel_futures_reaches_batches),
+          CASE(test_wait_closed_loop_future), CASE(test_done_callbacks),
           CASE(test_failing_callback_reported_pool_goes_on), CASE(test_pipeline_callback_submits),
           CASE_T(test_wait_10000, 60), CASE(test_wait_first_exception_and_timeout),
           CASE_T(test_as_completed_10000_with_duplicates, 60), CASE(test_as_completed_timeout),

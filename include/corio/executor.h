@@ -136,7 +136,8 @@ CORIO_API void corio_map_free(corio_map_iter_t *it);
 /* concurrent.futures.wait: waits until mode is met or timeout_ns passes
  * (< 0: no limit). done and not_done (each may be NULL, else room for n)
  * receive borrowed pointers, duplicates removed; *ndone and *nnot_done
- * their counts. Returns 0 (also on timeout, as in Python), -EINVAL,
+ * their counts. Returns 0 (also on timeout, as in Python), -EINVAL (also
+ * for a pending future of a closed loop, which can never complete),
  * -ENOMEM, or -ECANCELED when the calling task is cancelled. Blocks the
  * thread, or in a coroutine suspends the task; outside a coroutine, a wait
  * that would block on a pending loop future returns -EDEADLK at once (the
@@ -149,7 +150,8 @@ typedef struct corio_as_completed corio_as_completed_t;
 
 /* concurrent.futures.as_completed: yields each distinct future once, in
  * completion order (those already done first). timeout_ns (< 0: none) is
- * a deadline for the whole iteration, counted from this call. */
+ * a deadline for the whole iteration, counted from this call. -EINVAL for
+ * a pending future of a closed loop. */
 CORIO_API int corio_as_completed_new(corio_future_t *const *futures, size_t n,
                                      int64_t timeout_ns, corio_as_completed_t **out);
 /* Returns 1 and *f (borrowed), 0 when every future was yielded, or
