@@ -161,12 +161,13 @@ static size_t batch_size(thread_pool_t *p)
  * it waits for may be among them and idle peers could run it. */
 static void wake_worker(thread_pool_t *p, bool may_start);
 
+/* The pool this thread works for: shutdown must not wait for itself. */
+static __thread thread_pool_t *tls_pool;
 static __thread corio_job_t *tls_rest;
-static __thread thread_pool_t *tls_rest_pool;
 
 static void give_back_batch(void)
 {
-    thread_pool_t *p = tls_rest_pool;
+    thread_pool_t *p = tls_pool;
     corio_job_t *j = tls_rest;
     if (!j)
         return;
@@ -195,8 +196,6 @@ static void give_back_batch(void)
 static void run_jobs(thread_pool_t *p, corio_job_t *j, int64_t t0)
 {
     long long n = 0;
-    tls_rest_pool = p;
-    corio__before_block = give_back_batch;
     while (j) {
         tls_rest = j->next;
         if (atomic_load_explicit(&p->cancelling, memory_order_relaxed)) {
@@ -275,14 +274,13 @@ static corio_job_t *take_batch(thread_pool_t *p)
     return first;
 }
 
-/* The pool this thread works for: shutdown must not wait for itself. */
-static _Thread_local thread_pool_t *tls_pool;
 
 static void *worker_main(void *arg)
 {
     tp_worker_t *self = arg;
     thread_pool_t *p = self->p;
     tls_pool = p;
+    corio__before_block = give_back_batch;
     bool ready = run_initializer(p);
     bool spun = false; /* spun for jobs in vain: sleep next */
     pthread_mutex_lock(&p->mu);
