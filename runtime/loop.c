@@ -435,13 +435,21 @@ int corio_loop_run_once(corio_loop_t *loop, int64_t timeout_ns)
     return ran;
 }
 
-int corio_loop_run_forever(corio_loop_t *loop)
+/* 0 when the loop may start a run, else -EINVAL, -EPERM, or -EBUSY while
+ * it runs or from one of its own tasks or callbacks. */
+int corio__loop_run_check(corio_loop_t *loop)
 {
     int rc = loop_check(loop);
     if (rc < 0)
         return rc;
-    if (loop->running || loop->current || loop->in_turn)
-        return -EBUSY; /* running, or called from one of its tasks or callbacks */
+    return loop->running || loop->current || loop->in_turn ? -EBUSY : 0;
+}
+
+int corio_loop_run_forever(corio_loop_t *loop)
+{
+    int rc = corio__loop_run_check(loop);
+    if (rc < 0)
+        return rc;
     loop->running = true;
     /* A stop made before the run still gets one turn, as in asyncio. */
     do
@@ -452,14 +460,6 @@ int corio_loop_run_forever(corio_loop_t *loop)
     return 0;
 }
 
-/* 0 when corio__loop_run_until would run loop, else its error. */
-int corio__loop_run_check(corio_loop_t *loop)
-{
-    int rc = loop_check(loop);
-    if (rc < 0)
-        return rc;
-    return loop->running || loop->current || loop->in_turn ? -EBUSY : 0;
-}
 
 /* Used by corio_loop_run_until_complete (task.c). */
 int corio__loop_run_until(corio_loop_t *loop, bool (*done)(void *), void *arg)
