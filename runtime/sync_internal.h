@@ -132,6 +132,7 @@ typedef struct corio__shield {
     corio_task_t *task;
     int cancels;
     bool outer_shielded; /* sections nest like the frames that hold them */
+    bool scope_expired;  /* what the wait before the section said */
     int64_t scope_deadline;
 } corio__shield_t;
 

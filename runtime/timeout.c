@@ -89,11 +89,12 @@ int corio_timeout_exit(corio_timeout_t *s, int rc)
     s->active = false;
     if (!t->shielded)
         t->scope_deadline = outer;
-    /* The block's -ETIMEDOUT is this scope's when its deadline has passed
-     * and was the binding one (an outer scope with an earlier deadline
-     * expired first otherwise). A cancellation is never converted. */
-    if (rc == -ETIMEDOUT && s->deadline != CORIO_NEVER && s->deadline <= outer &&
-        s->deadline <= corio_now()) {
+    /* The block's -ETIMEDOUT is this scope's when a scope deadline ended
+     * the wait that failed (not a per-call timeout), and this scope's was
+     * the binding one (an outer scope with an earlier deadline expired first
+     * otherwise). A cancellation is never converted. */
+    if (rc == -ETIMEDOUT && t->scope_expired && s->deadline != CORIO_NEVER &&
+        s->deadline <= outer && s->deadline <= corio_now()) {
         s->expired = true;
         /* Expired and cancelled in the same turn: the cancellation goes on
          * (asyncio's Timeout does the same). */
@@ -109,6 +110,7 @@ void corio__shield_enter(corio__shield_t *s, corio_task_t *t)
     s->task = t;
     s->cancels = t->cancel_requests;
     s->scope_deadline = t->scope_deadline;
+    s->scope_expired = t->scope_expired;
     t->cancel_requests = 0;
     t->scope_deadline = CORIO_NEVER;
     s->outer_shielded = t->shielded;
@@ -129,6 +131,7 @@ void corio__shield_exit(corio__shield_t *s)
     corio__shield_absorb(s);
     t->cancel_requests = s->cancels;
     t->shielded = s->outer_shielded;
+    t->scope_expired = s->scope_expired; /* the waits inside are not the caller's */
     if (!t->shielded)
         t->scope_deadline = corio__scope_deadline(t, s->scope_deadline);
     else
@@ -171,6 +174,8 @@ int corio__wait_shielded(corio_waiter_t *w, bool (*done)(void *), void (*on_inte
         }
     }
     corio__shield_exit(&sh);
+    if (seen & CORIO__SAW_TIMEOUT)
+        t->scope_expired = true; /* only the scope's deadline ends these waits */
     return seen;
 }
 

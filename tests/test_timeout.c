@@ -198,6 +198,56 @@ static void timeout_vs_cancel(void)
         CHECK_EQ(run_main(cancel_main, (void *)(intptr_t)i), 0);
 }
 
+static void spin_until(int64_t when)
+{
+    while (corio_now() < when)
+        ;
+}
+
+/* The scope claims a -ETIMEDOUT only when its own deadline ended a wait,
+ * not when a per-call timeout did and the deadline passed later without a
+ * wait (asyncio's Timeout counts only its own firing). A shielded wait that
+ * the scope's expiry interrupted (wait_for, gather) still counts. */
+static intptr_t sleep_long(void *arg)
+{
+    (void)arg;
+    return corio_sleep(10 * SEC);
+}
+
+static intptr_t attribution_main(void *arg)
+{
+    (void)arg;
+    corio_future_t *f;
+    CHECK_EQ(corio_future_new(NULL, &f), 0);
+    corio_timeout_t s;
+    corio_timeout(&s, 20 * MS);
+    int rc = corio_await_timeout(f, MS, NULL);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    spin_until(corio_timeout_when(&s) + MS);
+    CHECK_EQ(corio_timeout_exit(&s, rc), -ETIMEDOUT);
+    CHECK(!corio_timeout_expired(&s));
+    /* wait_for cut by the scope: its inner shielded wait does not hide it. */
+    corio_timeout(&s, 2 * MS);
+    rc = corio_wait_for(f, 10 * SEC, NULL);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    CHECK_EQ(corio_timeout_exit(&s, rc), -ETIMEDOUT);
+    CHECK(corio_timeout_expired(&s));
+    corio_future_unref(f);
+    /* gather cut by the scope, with a child to cancel and wait out. */
+    corio_task_t *child;
+    CHECK_EQ(corio_spawn(NULL, &child, sleep_long, NULL, NULL), 0);
+    corio_future_t *fs[] = {corio_task_future(child)};
+    corio_timeout(&s, 2 * MS);
+    rc = corio_gather(fs, 1, 0, NULL);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    CHECK_EQ(corio_timeout_exit(&s, rc), -ETIMEDOUT);
+    CHECK(corio_timeout_expired(&s));
+    corio_task_release(child);
+    return 0;
+}
+
+static void timeout_attribution(void) { CHECK_EQ(run_main(attribution_main, NULL), 0); }
+
 static void timeout_no_task(void)
 {
     corio_timeout_t s;
@@ -207,4 +257,4 @@ static void timeout_no_task(void)
 }
 
 TEST_MAIN(CASE(timeout_expire), CASE(timeout_nested), CASE(timeout_reschedule),
-          CASE(timeout_vs_cancel), CASE(timeout_no_task))
+          CASE(timeout_vs_cancel), CASE(timeout_attribution), CASE(timeout_no_task))

@@ -87,7 +87,9 @@ CORIO_API int corio_timeout_reschedule(corio_timeout_t *s, int64_t deadline);
 CORIO_API int64_t corio_timeout_when(const corio_timeout_t *s);
 /* Leaves the scope (innermost first). rc is the block's result: returns
  * -ETIMEDOUT when the block ended by this scope's expiry (then
- * corio_timeout_expired is true), and rc otherwise: a -ETIMEDOUT of an
+ * corio_timeout_expired is true), and rc otherwise: a per-call timeout's
+ * -ETIMEDOUT stays the block's own, even if the deadline passed after it
+ * without a wait, as in asyncio; a -ETIMEDOUT of an
  * outer scope passes through for that scope to claim, and -ECANCELED (a
  * cancellation from outside) is never turned into a timeout; when the
  * scope expired and the task was cancelled in the same turn, it returns
