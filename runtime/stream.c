@@ -382,18 +382,25 @@ static void update_sqe(corio_stream_t *s, wbuf_t *b)
     s->sqe->len = corio__io_len(s->out.end - s->out.start);
 }
 
+/* 0 when more may be written: no send failed, no close or write_eof. */
+static int writable(const corio_stream_t *s)
+{
+    if (s->werr)
+        return s->werr;
+    return s->closing || s->eof_wanted ? -EPIPE : 0;
+}
+
 int corio_stream_write(corio_stream_t *s, const void *buf, size_t n)
 {
     if (!s || (!buf && n) || s->loop->closed)
         return -EINVAL;
-    if (s->werr)
-        return s->werr;
-    if (s->closing || s->eof_wanted)
-        return -EPIPE;
+    int rc = writable(s);
+    if (rc < 0)
+        return rc;
     if (n == 0)
         return 0;
     wbuf_t *b = write_target(s); /* past CORIO_IO_MAX, the send takes what fits */
-    int rc = wbuf_append(b, buf, n);
+    rc = wbuf_append(b, buf, n);
     if (rc < 0)
         return rc;
     update_sqe(s, b);
@@ -405,8 +412,8 @@ int corio_stream_drain(corio_stream_t *s, int64_t deadline)
 {
     if (!s)
         return -EINVAL;
-    if (s->werr)
-        return s->werr;
+    if (s->werr || s->closed)
+        return s->werr; /* a closed stream wakes no more drains */
     if (wbuffered(s) <= s->high)
         return corio__interrupt_pending(deadline); /* a drain is an await point */
     return wait_writer(s, false, deadline);
@@ -420,6 +427,8 @@ int corio_stream_write_eof(corio_stream_t *s)
         return -EINVAL;
     if (s->closing)
         return -EPIPE;
+    if (s->werr)
+        return s->werr; /* nothing more can be sent, the end included */
     s->eof_wanted = true;
     start_send(s);
     return 0;
@@ -476,14 +485,15 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
         return -EINVAL;
     if (!corio_current_task())
         return -EDEADLK;
-    if (s->werr)
-        return s->werr;
-    if (s->closing || s->eof_wanted)
-        return -EPIPE;
     size_t done = 0;
     char *tmp = NULL;
     ssize_t rc = 0;
     while (done < count) {
+        /* Checked each round: another task may close the stream while this
+         * one drains, and nothing would send what is appended after. */
+        rc = writable(s);
+        if (rc < 0)
+            break;
         size_t n = count - done < 65536 ? count - done : 65536;
         /* Page-cached data is read straight into the pending buffer. */
         wbuf_t *b = write_target(s);
@@ -504,10 +514,8 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
                 break;
             }
             got = read_ring(s, fd, tmp, n, offset + (off_t)done, deadline);
-            if (got > 0 && (s->werr || s->closing || s->eof_wanted)) {
-                rc = s->werr ? s->werr : -EPIPE; /* failed or closed meanwhile */
-                break;
-            }
+            if (got > 0 && (rc = writable(s)) < 0)
+                break; /* failed or closed meanwhile */
             if (got > 0) {
                 b = write_target(s); /* the loop may have submitted meanwhile */
                 r = wbuf_append(b, tmp, (size_t)got);

@@ -590,10 +590,87 @@ static intptr_t sendfile_reset_main(void *arg)
     return 0;
 }
 
+/* Another task closes the stream while sendfile waits in its drain: the
+ * file's rest must not pile up in a buffer nothing sends any more (it did,
+ * then sendfile waited out its deadline in a drain nobody would wake). */
+#define SF_BIG (4 << 20)
+
+static corio_stream_t *g_sf_stream;
+
+static intptr_t drain_then_close(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(corio_sleep(20 * MS), 0);
+    CHECK_EQ(corio_stream_drain(g_sf_stream, SOON(5000)), 0);
+    corio_stream_close(g_sf_stream);
+    return 0;
+}
+
+static intptr_t slow_reader(void *arg)
+{
+    int peer = (int)(intptr_t)arg;
+    static char buf[65536];
+    while (corio_recv(peer, buf, sizeof buf, 0, SOON(5000)) > 0)
+        CHECK_EQ(corio_sleep(MS), 0);
+    return 0;
+}
+
+static intptr_t sendfile_closed_main(void *arg)
+{
+    (void)arg;
+    char path[] = "/tmp/corio-sendfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    static char data[SF_BIG];
+    memset(data, 'x', sizeof data);
+    CHECK_EQ(write(fd, data, sizeof data), (ssize_t)sizeof data); /* page-cached */
+    int peer;
+    corio_stream_options_t o = {.high_water = 65536, .low_water = 1};
+    g_sf_stream = stream_pair(&peer, &o);
+    int small = 4096;
+    CHECK_EQ(setsockopt(corio_stream_fd(g_sf_stream), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    corio_task_t *r, *c;
+    CHECK_EQ(corio_spawn(NULL, &r, slow_reader, (void *)(intptr_t)peer, NULL), 0);
+    CHECK_EQ(corio_spawn(NULL, &c, drain_then_close, NULL, NULL), 0);
+    int64_t t0 = corio_now();
+    CHECK_EQ(corio_stream_sendfile(g_sf_stream, fd, 0, SF_BIG, SOON(5000)), -EPIPE);
+    CHECK(corio_now() - t0 < 2000 * MS);
+    CHECK_EQ(corio_task_await(c, NULL), 0);
+    CHECK_EQ(corio_stream_wait_closed(g_sf_stream, SOON(5000)), 0);
+    CHECK(corio_stream_write_buffered(g_sf_stream) <= 65536 + 65536);
+    CHECK_EQ(corio_stream_drain(g_sf_stream, SOON(5000)), 0); /* closed: at once */
+    CHECK_EQ(corio_task_await(r, NULL), 0);
+    corio_task_release(r);
+    corio_task_release(c);
+    corio_stream_free(g_sf_stream);
+    close(peer);
+    close(fd);
+    return 0;
+}
+
+/* write_eof after a send failed reports the failure, as write does. */
+static intptr_t write_eof_after_error_main(void *arg)
+{
+    (void)arg;
+    int peer;
+    corio_stream_t *s = stream_pair(&peer, NULL);
+    struct linger lg = {1, 0};
+    CHECK_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(peer);
+    int rc = write_until_error(s);
+    CHECK(rc < 0);
+    CHECK_EQ(corio_stream_write_eof(s), rc);
+    corio_stream_free(s);
+    return 0;
+}
+
 static void sendfile_uncached(void)
 {
     run(sendfile_main);
     run(sendfile_reset_main);
+    run(sendfile_closed_main);
+    run(write_eof_after_error_main);
 }
 
 /* ---- lengths past 4 GiB: never cut to 32 bits -------------------------------------- */

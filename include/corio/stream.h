@@ -88,19 +88,21 @@ CORIO_API size_t corio_stream_read_buffered(const corio_stream_t *s);
  * stored send error, -EPIPE after write_eof or close, or -EINVAL once the
  * stream's loop is closed. */
 CORIO_API int corio_stream_write(corio_stream_t *s, const void *buf, size_t n);
-/* Flow control: returns at once below the high-water mark, else waits until
- * the buffer drains to the low-water mark. Returns 0, the send error,
- * -ECANCELED or -ETIMEDOUT. Task only. */
+/* Flow control: returns at once below the high-water mark or once the
+ * stream is closed, else waits until the buffer drains to the low-water
+ * mark. Returns 0, the send error, -ECANCELED or -ETIMEDOUT. Task only. */
 CORIO_API int corio_stream_drain(corio_stream_t *s, int64_t deadline);
 /* Bytes written and not yet accepted by the kernel. */
 CORIO_API size_t corio_stream_write_buffered(const corio_stream_t *s);
-/* Sends end-of-stream (shutdown SHUT_WR) once the buffered bytes are sent. */
+/* Sends end-of-stream (shutdown SHUT_WR) once the buffered bytes are sent.
+ * Returns 0, -EPIPE after close, or the stored send error. */
 CORIO_API int corio_stream_write_eof(corio_stream_t *s);
 
 /* Sends count bytes of the file fd from offset, after what is buffered, and
  * waits as drain does. Page-cached data is read without waiting; the rest
  * is read through the ring. Returns count, CORIO_EINCOMPLETE when the file
- * is shorter, a read error, or the send error. Task only. */
+ * is shorter, a read error, the send error, or -EPIPE when the stream is
+ * closed (by another task) before all of it is queued. Task only. */
 CORIO_API ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t count,
                                         int64_t deadline);
 
