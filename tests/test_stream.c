@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -871,8 +872,58 @@ static void free_after_loop_close(void)
     }
 }
 
+/* ---- open_beneath: never outside the directory, never blocking the loop ---------------- */
+
+static intptr_t open_beneath_main(void *arg)
+{
+    (void)arg;
+    char dir[] = "/tmp/corio-beneath-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(dfd >= 0);
+    int f = openat(dfd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(f >= 0);
+    close(f);
+    CHECK_EQ(symlinkat("/etc/passwd", dfd, "out"), 0);
+    CHECK_EQ(mkfifoat(dfd, "fifo", 0600), 0);
+    CHECK_EQ(corio_open_beneath(dfd, NULL, O_RDONLY, SOON(1000)), -EINVAL);
+    CHECK_EQ(corio_open_beneath(dfd, "../etc/passwd", O_RDONLY, SOON(1000)), -EXDEV);
+    CHECK_EQ(corio_open_beneath(dfd, "/etc/passwd", O_RDONLY, SOON(1000)), -EXDEV);
+    CHECK_EQ(corio_open_beneath(dfd, "out", O_RDONLY, SOON(1000)), -EXDEV);
+    CHECK_EQ(corio_open_beneath(dfd, "missing", O_RDONLY, SOON(1000)), -ENOENT);
+    /* A regular file: the non-blocking open leaves no O_NONBLOCK behind
+     * (the ring would fail its uncached reads with -EAGAIN). */
+    int fd = corio_open_beneath(dfd, "file", O_RDONLY, SOON(1000));
+    CHECK(fd >= 0);
+    CHECK_EQ(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
+    fd = corio_open_beneath(dfd, "file", O_WRONLY | O_APPEND | O_NONBLOCK, SOON(1000));
+    CHECK(fd >= 0);
+    CHECK_EQ(fcntl(fd, F_GETFL) & (O_NONBLOCK | O_APPEND), O_NONBLOCK | O_APPEND);
+    close(fd);
+    /* A FIFO with nobody at the other end opens at once for reading (it
+     * used to block the loop's thread in the kernel until a writer came)
+     * and fails for writing, as the ring's own open of it does. */
+    int64_t t0 = corio_now();
+    fd = corio_open_beneath(dfd, "fifo", O_RDONLY, SOON(1000));
+    CHECK(fd >= 0);
+    CHECK(corio_now() - t0 < 500 * MS);
+    close(fd);
+    CHECK_EQ(corio_open_beneath(dfd, "fifo", O_WRONLY, SOON(1000)), -ENXIO);
+    CHECK_EQ(corio_open_beneath(dfd, "fifo", O_WRONLY | O_NONBLOCK, SOON(1000)), -ENXIO);
+    unlinkat(dfd, "fifo", 0);
+    unlinkat(dfd, "out", 0);
+    unlinkat(dfd, "file", 0);
+    close(dfd);
+    CHECK_EQ(rmdir(dir), 0);
+    return 0;
+}
+
+static void open_beneath(void) { run(open_beneath_main); }
+
 TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60),
           CASE(server_graceful_close), CASE(closing),
           CASE(sendfile_uncached), CASE(huge_lengths),
           CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe),
-          CASE(writes_keep_order), CASE(free_after_loop_close))
+          CASE(writes_keep_order), CASE(free_after_loop_close), CASE(open_beneath))

@@ -111,7 +111,10 @@ CORIO_API ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset,
  * symbolic links that leave the directory fail with -EXDEV (a kernel
  * guarantee, not a string check). flags as for open(2); O_CLOEXEC is
  * added. A lookup the dentry cache can answer is made at once
- * (RESOLVE_CACHED); others go through the ring. Returns the fd or -errno.
+ * (RESOLVE_CACHED); others go through the ring. The open never waits for
+ * the other end of a FIFO or device (it is made with O_NONBLOCK, which is
+ * then cleared unless flags hold it, as io_uring's own open does): a FIFO
+ * without a reader gives -ENXIO for writing. Returns the fd or -errno.
  * Task only. */
 CORIO_API int corio_open_beneath(int dirfd, const char *path, int flags, int64_t deadline);
 
