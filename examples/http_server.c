@@ -1,6 +1,6 @@
 /* A static file server over HTTP/1.1 with keep-alive.
  *
- *   http_server DIR PORT [HOST]
+ *   http_server [-t SECONDS] DIR PORT [HOST]
  *
  * Serves the files below DIR on HOST (default 127.0.0.1) and PORT (0 picks
  * a free one), and prints the bound address. GET and HEAD; exact
@@ -8,8 +8,10 @@
  * whether by `..`, percent-encoding or symbolic links, because every file is
  * opened with openat2(RESOLVE_BENEATH) below DIR: the kernel refuses the
  * escape (403). A malformed request gets 400 and headers over 8 KiB get
- * 431, and the connection is closed; the server goes on. SIGINT or SIGTERM
- * stops it gracefully. */
+ * 431, and the connection is closed; the server goes on. A client silent
+ * for -t seconds (default 15) is dropped: idle between requests, 408 in the
+ * middle of one, or not reading a response. SIGINT or SIGTERM stops it
+ * gracefully. */
 #include <corio.h>
 
 #include <errno.h>
@@ -26,14 +28,26 @@
 #include <unistd.h>
 
 #define MAX_HEADER 8192
+/* A response goes out in pieces of this size, each within the timeout: a
+ * large file to a slow but live client is not cut. */
+#define SEND_CHUNK (1 << 20)
+/* Before closing a connection that the client may still be writing to,
+ * what it sends is read and dropped for up to this long (and this much):
+ * closing with unread bytes makes the kernel reset the connection, which
+ * throws away the end of the last response. */
+#define LINGER_NS (2 * CORIO_NS_PER_SEC)
+#define LINGER_MAX (1 << 20)
 
 typedef struct {
     const char *dir, *host;
     int port, dirfd, sigfd;
+    int64_t timeout; /* ns a client may stay silent */
     corio_server_t *srv;
 } app_t;
 
-static app_t app;
+static app_t app = {.timeout = 15 * CORIO_NS_PER_SEC};
+
+static int64_t soon(void) { return corio_now() + app.timeout; }
 
 /* The Date header, formatted once a second. */
 static char date_buf[64];
@@ -78,6 +92,7 @@ static const char *reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -87,8 +102,33 @@ static const char *reason(int status)
     }
 }
 
+typedef struct request {
+    bool head, keep_alive, http11;
+    int status; /* 0, or an error to answer */
+    char path[4096];
+} request_t;
+
+/* HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless
+ * told, and a 1.0 client that asked must see it was kept. */
+static const char *connection_header(const request_t *rq)
+{
+    if (!rq->keep_alive)
+        return "Connection: close\r\n";
+    return rq->http11 ? "" : "Connection: keep-alive\r\n";
+}
+
+/* Waits until the client has taken the response, within the timeout; a
+ * client that stopped reading is dropped with what it did not take. */
+static int drain(corio_stream_t *s)
+{
+    int rc = corio_stream_drain(s, soon());
+    if (rc == -ETIMEDOUT)
+        corio_stream_abort(s);
+    return rc;
+}
+
 /* An error response with a short body; HEAD gets the headers only. */
-static int send_error(corio_stream_t *s, int status, bool head, bool keep_alive)
+static int send_error(corio_stream_t *s, int status, const request_t *rq)
 {
     char body[128], msg[512];
     int blen = snprintf(body, sizeof body, "%d %s\n", status, reason(status));
@@ -96,11 +136,10 @@ static int send_error(corio_stream_t *s, int status, bool head, bool keep_alive)
                      "HTTP/1.1 %d %s\r\nServer: corio\r\nDate: %s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
                      "%s%s\r\n%s",
-                     status, reason(status), http_date(), blen,
-                     keep_alive ? "" : "Connection: close\r\n",
-                     status == 405 ? "Allow: GET, HEAD\r\n" : "", head ? "" : body);
+                     status, reason(status), http_date(), blen, connection_header(rq),
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "", rq->head ? "" : body);
     int rc = corio_stream_write(s, msg, (size_t)n);
-    return rc < 0 ? rc : corio_stream_drain(s, CORIO_NEVER);
+    return rc < 0 ? rc : drain(s);
 }
 
 static int hexval(char c)
@@ -149,11 +188,26 @@ static int decode_path(const char *t, size_t n, char *out, size_t cap)
     return 0;
 }
 
-typedef struct request {
-    bool head, keep_alive;
-    int status; /* 0, or an error to answer */
-    char path[4096];
-} request_t;
+/* Reads a Connection header's value, a comma-separated list of options:
+ * "close" anywhere wins over "keep-alive". */
+static void connection_options(const char *v, size_t n, bool *close, bool *keep)
+{
+    const char *end = v + n;
+    while (v < end) {
+        const char *comma = memchr(v, ',', (size_t)(end - v));
+        const char *te = comma ? comma : end;
+        while (v < te && (*v == ' ' || *v == '\t'))
+            v++;
+        while (te > v && (te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        size_t len = (size_t)(te - v);
+        if (len == 5 && strncasecmp(v, "close", 5) == 0)
+            *close = true;
+        else if (len == 10 && strncasecmp(v, "keep-alive", 10) == 0)
+            *keep = true;
+        v = comma ? comma + 1 : end;
+    }
+}
 
 /* Parses the request head (request line and headers, CRLF CRLF included). */
 static void parse(const char *p, size_t n, request_t *rq)
@@ -185,7 +239,7 @@ static void parse(const char *p, size_t n, request_t *rq)
         return;
     }
     bool http11 = ver[7] == '1';
-    rq->keep_alive = http11;
+    rq->http11 = http11;
     rq->head = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
     bool get = mlen == 3 && memcmp(p, "GET", 3) == 0;
     for (const char *q = sp1 + 1; q < sp2; q++)
@@ -194,7 +248,7 @@ static void parse(const char *p, size_t n, request_t *rq)
             return;
         }
     /* Headers: Name ":" value CRLF, until the empty line. */
-    bool has_host = false;
+    bool has_host = false, conn_close = false, conn_keep = false;
     const char *line = eol + 1;
     while (line < end) {
         const char *le = memchr(line, '\n', (size_t)(end - line));
@@ -224,12 +278,9 @@ static void parse(const char *p, size_t n, request_t *rq)
         size_t vl = (size_t)(ve - v);
         if (nlen == 4 && strncasecmp(line, "host", 4) == 0)
             has_host = true;
-        else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0) {
-            if (vl == 5 && strncasecmp(v, "close", 5) == 0)
-                rq->keep_alive = false;
-            else if (vl == 10 && strncasecmp(v, "keep-alive", 10) == 0)
-                rq->keep_alive = true;
-        } else if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
+        else if (nlen == 10 && strncasecmp(line, "connection", 10) == 0)
+            connection_options(v, vl, &conn_close, &conn_keep);
+        else if (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) {
             /* A GET or HEAD with a body is not served: nothing here reads it. */
             if (vl != 1 || v[0] != '0') {
                 rq->status = vl == 0 ? 400 : 501;
@@ -241,6 +292,7 @@ static void parse(const char *p, size_t n, request_t *rq)
         }
         line = le + 1;
     }
+    rq->keep_alive = !conn_close && (http11 || conn_keep);
     if (http11 && !has_host) {
         rq->status = 400;
         return;
@@ -252,20 +304,46 @@ static void parse(const char *p, size_t n, request_t *rq)
     rq->status = decode_path(sp1 + 1, (size_t)(sp2 - sp1 - 1), rq->path, sizeof rq->path);
 }
 
+/* Opens path below dirfd and stats it: the fd, or -errno. */
+static int open_stat(int dirfd, const char *path, struct stat *st)
+{
+    int fd = corio_open_beneath(dirfd, path, O_RDONLY | O_NOCTTY, soon());
+    if (fd >= 0 && fstat(fd, st) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* Sends size bytes of fd, a piece at a time, each within the timeout. A
+ * file that shrank cannot keep its promised length, and a client that
+ * stopped reading is given up on: both abort the connection. */
+static int send_body(corio_stream_t *s, int fd, off_t size)
+{
+    for (off_t off = 0; off < size;) {
+        size_t n = size - off < SEND_CHUNK ? (size_t)(size - off) : SEND_CHUNK;
+        ssize_t sent = corio_stream_sendfile(s, fd, off, n, soon());
+        if (sent < 0) {
+            if (sent == CORIO_EINCOMPLETE || sent == -ETIMEDOUT)
+                corio_stream_abort(s);
+            return (int)sent;
+        }
+        off += (off_t)n;
+    }
+    return 0;
+}
+
 static int serve_file(corio_stream_t *s, request_t *rq)
 {
-    int fd = corio_open_beneath(app.dirfd, rq->path, O_RDONLY | O_NOCTTY, CORIO_NEVER);
     const char *name = rq->path;
     struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        int idx = corio_open_beneath(fd, "index.html", O_RDONLY | O_NOCTTY, CORIO_NEVER);
+    int fd = open_stat(app.dirfd, rq->path, &st);
+    if (fd >= 0 && S_ISDIR(st.st_mode)) {
+        int idx = open_stat(fd, "index.html", &st);
         close(fd);
         fd = idx;
         name = "index.html";
-        if (fd >= 0 && fstat(fd, &st) < 0) {
-            close(fd);
-            fd = -errno;
-        }
     }
     if (fd == -ECANCELED || fd == -ETIMEDOUT)
         return fd;
@@ -273,41 +351,43 @@ static int serve_file(corio_stream_t *s, request_t *rq)
         int status = fd == -ENOENT || fd == -ENOTDIR || fd == -ENAMETOOLONG ? 404
                      : fd == -EXDEV || fd == -EACCES || fd == -ELOOP || fd == -EPERM ? 403
                                                                                       : 500;
-        return send_error(s, status, rq->head, rq->keep_alive);
+        return send_error(s, status, rq);
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) { /* a FIFO or a device: never read from */
         close(fd);
-        return send_error(s, 403, rq->head, rq->keep_alive);
+        return send_error(s, 403, rq);
     }
     char hdr[512];
     int n = snprintf(hdr, sizeof hdr,
                      "HTTP/1.1 200 OK\r\nServer: corio\r\nDate: %s\r\nContent-Type: %s\r\n"
                      "Content-Length: %lld\r\n%s\r\n",
                      http_date(), content_type(name), (long long)st.st_size,
-                     rq->keep_alive ? "" : "Connection: close\r\n");
+                     connection_header(rq));
     int rc = corio_stream_write(s, hdr, (size_t)n);
-    if (rc == 0 && !rq->head && st.st_size > 0) {
-        ssize_t sent = corio_stream_sendfile(s, fd, 0, (size_t)st.st_size, CORIO_NEVER);
-        /* A file that shrank cannot keep its promised length: close. */
-        rc = sent < 0 ? (int)sent : 0;
-        if (sent == CORIO_EINCOMPLETE)
-            corio_stream_abort(s);
-    }
+    if (rc == 0 && !rq->head)
+        rc = send_body(s, fd, st.st_size);
+    else if (rc == 0)
+        rc = drain(s);
     close(fd);
     return rc;
 }
 
 /* Reads a request head line by line into buf: 0 and *len, 400 for a line
- * without CRLF, 431 past MAX_HEADER, or a negative error (end of stream). */
+ * without CRLF, 431 past MAX_HEADER, 408 for a head not complete within
+ * the timeout, or a negative error (end of stream, or -ETIMEDOUT when the
+ * client sent nothing at all). */
 static int read_head(corio_stream_t *s, char *buf, size_t *len)
 {
     size_t total = 0;
+    int64_t deadline = soon();
     for (;;) {
         const char *line;
         size_t n;
-        int rc = corio_stream_readline(s, &line, &n, CORIO_NEVER);
+        int rc = corio_stream_readline(s, &line, &n, deadline);
         if (rc == CORIO_ELIMITOVERRUN)
             return 431;
+        if (rc == -ETIMEDOUT && (total > 0 || corio_stream_read_buffered(s) > 0))
+            return 408;
         if (rc < 0)
             return rc;
         if (n == 0 || line[n - 1] != '\n')
@@ -327,6 +407,23 @@ static int read_head(corio_stream_t *s, char *buf, size_t *len)
     }
 }
 
+/* The server closes this connection with the client maybe still sending:
+ * end our side once the response is out, then drop what arrives until the
+ * client closes too (or the linger time or size runs out). */
+static void linger_close(corio_stream_t *s)
+{
+    if (corio_stream_write_eof(s) < 0)
+        return;
+    int64_t until = corio_now() + LINGER_NS;
+    static char sink[16384]; /* shared: what lands here is never looked at */
+    for (size_t total = 0; total < LINGER_MAX;) {
+        ssize_t n = corio_stream_read(s, sink, sizeof sink, until);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
 static intptr_t handle(corio_stream_t *s, void *arg)
 {
     (void)arg;
@@ -338,9 +435,11 @@ static intptr_t handle(corio_stream_t *s, void *arg)
         size_t len = 0;
         int rc = read_head(s, head, &len);
         if (rc < 0)
-            break; /* end of stream, a reset, cancelled */
+            break; /* end of stream, a reset, an idle client, cancelled */
         if (rc > 0) {
-            send_error(s, rc, false, false);
+            *rq = (request_t){.status = rc};
+            if (send_error(s, rc, rq) == 0)
+                linger_close(s);
             break;
         }
         parse(head, len, rq);
@@ -348,12 +447,16 @@ static intptr_t handle(corio_stream_t *s, void *arg)
             bool fatal = rq->status == 400 || rq->status == 501 || rq->status == 505;
             if (fatal)
                 rq->keep_alive = false;
-            rc = send_error(s, rq->status, rq->head, rq->keep_alive);
+            rc = send_error(s, rq->status, rq);
         } else {
             rc = serve_file(s, rq);
         }
-        if (rc < 0 || !rq->keep_alive)
+        if (rc < 0)
             break;
+        if (!rq->keep_alive) {
+            linger_close(s);
+            break;
+        }
     }
     free(head);
     free(rq);
@@ -392,8 +495,21 @@ static intptr_t main_task(void *arg)
 
 int main(int argc, char **argv)
 {
+    const char *prog = argv[0];
+    int opt;
+    while ((opt = getopt(argc, argv, "t:")) != -1) {
+        char *end;
+        double sec = opt == 't' ? strtod(optarg, &end) : 0;
+        if (opt != 't' || *end || !(sec > 0 && sec < 1e6)) {
+            fprintf(stderr, "usage: %s [-t SECONDS] DIR PORT [HOST]\n", prog);
+            return 2;
+        }
+        app.timeout = (int64_t)(sec * CORIO_NS_PER_SEC);
+    }
+    argc -= optind - 1;
+    argv += optind - 1;
     if (argc < 3) {
-        fprintf(stderr, "usage: %s DIR PORT [HOST]\n", argv[0]);
+        fprintf(stderr, "usage: %s [-t SECONDS] DIR PORT [HOST]\n", prog);
         return 2;
     }
     char *end;

@@ -33,6 +33,8 @@ static void write_file(const char *name, const void *data, size_t n)
     fclose(f);
 }
 
+static const char *g_timeout; /* -t for the server, or NULL */
+
 static void setup(void)
 {
     if (!getenv("HTTP_SERVER")) {
@@ -72,6 +74,8 @@ static void setup(void)
     CHECK_EQ(symlink("..", link), 0);
     snprintf(link, sizeof link, "%s/inner", g_dir);
     CHECK_EQ(symlink("hello.txt", link), 0);
+    snprintf(path, sizeof path, "%s/fifo", g_dir);
+    CHECK_EQ(mkfifo(path, 0644), 0);
 
     int p[2];
     CHECK_EQ(pipe(p), 0);
@@ -83,7 +87,10 @@ static void setup(void)
         close(p[0]);
         close(p[1]);
         const char *exe = getenv("HTTP_SERVER");
-        execl(exe, exe, g_dir, "0", (char *)NULL);
+        if (g_timeout)
+            execl(exe, exe, "-t", g_timeout, g_dir, "0", (char *)NULL);
+        else
+            execl(exe, exe, g_dir, "0", (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -325,5 +332,140 @@ static void bad_requests(void)
     teardown();
 }
 
+/* ---- connections: closing, HTTP/1.0, and clients that stall ------------------------- */
+
+static int connect_server(int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    if (rcvbuf)
+        CHECK_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        CHECK(w > 0);
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads until the server ends the connection (or wait_ms pass with
+ * nothing): the bytes into buf (up to cap, the rest counted), and how it
+ * ended: 0 for EOF, -ECONNRESET, or -ETIMEDOUT. */
+static int read_to_end(int fd, char *buf, size_t cap, size_t *total, int wait_ms)
+{
+    *total = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    for (;;) {
+        if (poll(&p, 1, wait_ms) != 1)
+            return -ETIMEDOUT;
+        char tmp[65536];
+        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            return -errno;
+        if (*total < cap)
+            memcpy(buf + *total, tmp, (size_t)r < cap - *total ? (size_t)r : cap - *total);
+        *total += (size_t)r;
+    }
+}
+
+static void connections(void)
+{
+    setup();
+    static char buf[4 << 20];
+    size_t total;
+    /* Connection: close with more requests already sent behind it: the
+     * whole response arrives and the connection ends cleanly (closing with
+     * them unread made the kernel reset it and drop the body's end). */
+    int fd = connect_server(0);
+    static char req[120000];
+    int n = snprintf(req, sizeof req,
+                     "GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    while ((size_t)n + 40 < sizeof req)
+        n += snprintf(req + n, sizeof req - (size_t)n, "GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    send_all(fd, req, (size_t)n);
+    CHECK_EQ(read_to_end(fd, buf, sizeof buf, &total, 5000), 0);
+    char *body = strstr(buf, "\r\n\r\n");
+    CHECK(body);
+    CHECK_EQ(total - (size_t)(body + 4 - buf), (size_t)3 << 20);
+    close(fd);
+    /* HTTP/1.0 with keep-alive: the answer says so, and the connection
+     * serves a second request. */
+    fd = connect_server(0);
+    const char *ka = "GET /hello.txt HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        send_all(fd, ka, strlen(ka));
+        char resp[1024];
+        size_t got = 0;
+        struct pollfd p = {fd, POLLIN, 0};
+        while (!strstr(resp, "hello, world\n") && got < sizeof resp - 1 && poll(&p, 1, 5000) == 1) {
+            ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+            CHECK(r > 0);
+            got += (size_t)r;
+            resp[got] = 0;
+        }
+        CHECK(strncmp(resp, "HTTP/1.1 200 OK\r\n", 17) == 0);
+        CHECK(strstr(resp, "\r\nConnection: keep-alive\r\n") != NULL);
+        memset(resp, 0, sizeof resp);
+    }
+    close(fd);
+    /* Connection is a list of options; close wins. */
+    fd = connect_server(0);
+    const char *both = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n";
+    send_all(fd, both, strlen(both));
+    CHECK_EQ(read_to_end(fd, buf, sizeof buf, &total, 5000), 0);
+    buf[total < 1000 ? total : 1000] = 0;
+    CHECK(strstr(buf, "\r\nConnection: close\r\n") != NULL);
+    close(fd);
+    /* A FIFO under DIR: refused without opening it for reading, which
+     * would have blocked the whole server until a writer came. */
+    CHECK_EQ(get_status("/fifo", NULL), 403);
+    CHECK_EQ(get_status("/hello.txt", NULL), 200);
+    teardown();
+}
+
+/* With -t 1: an idle client is dropped without a word, a request head
+ * that stalls gets 408, and a client that stops reading a response is cut
+ * off; the server goes on serving. */
+static void stalled_clients(void)
+{
+    g_timeout = "1";
+    setup();
+    g_timeout = NULL;
+    static char buf[4 << 20];
+    size_t total;
+    int idle = connect_server(0);
+    int partial = connect_server(0);
+    send_all(partial, "GET /hello.txt HTTP/1.1\r\nHost:", 30);
+    int slow = connect_server(4096);
+    const char *big = "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(slow, big, strlen(big));
+    CHECK_EQ(read_to_end(idle, buf, sizeof buf, &total, 5000), 0);
+    CHECK_EQ(total, 0);
+    CHECK_EQ(read_to_end(partial, buf, sizeof buf, &total, 5000), 0);
+    buf[total < 1000 ? total : 1000] = 0;
+    CHECK(strncmp(buf, "HTTP/1.1 408 Request Timeout\r\n", 30) == 0);
+    /* The slow reader reads nothing until well past the timeout, then
+     * finds the response cut short. */
+    usleep(2500 * 1000);
+    int end = read_to_end(slow, buf, sizeof buf, &total, 5000);
+    CHECK(end == 0 || end == -ECONNRESET);
+    CHECK(total < ((size_t)3 << 20));
+    close(idle);
+    close(partial);
+    close(slow);
+    CHECK_EQ(get_status("/hello.txt", NULL), 200);
+    teardown();
+}
+
 TEST_MAIN(CASE_T(serves_files, 60), CASE_T(keep_alive, 30), CASE_T(no_escape, 60),
-          CASE_T(bad_requests, 60))
+          CASE_T(bad_requests, 60), CASE_T(connections, 60), CASE_T(stalled_clients, 60))

@@ -102,7 +102,7 @@ static int ref_decode(const unsigned char *t, size_t n, char *out, size_t cap)
 
 typedef struct {
     int status;
-    bool head, keep;
+    bool head, keep, v11;
     char path[4096];
 } ref_rq_t;
 
@@ -130,8 +130,9 @@ static const unsigned char *find_byte(const unsigned char *p, size_t n, unsigned
  * line; 505 for another HTTP version, 400 for anything malformed, 501 for
  * a body (Content-Length other than 0, any Transfer-Encoding), 400 for
  * HTTP/1.1 without Host, 405 for a method other than GET or HEAD, then
- * decode_path's answer. Keep-alive: HTTP/1.1's default, changed by
- * Connection: close or keep-alive. */
+ * decode_path's answer. Keep-alive: HTTP/1.1's default; the Connection
+ * headers are lists of options (split at commas, blanks trimmed, any case):
+ * "close" in any of them closes, else "keep-alive" keeps HTTP/1.0's. */
 static void ref_parse(const unsigned char *p, size_t n, ref_rq_t *r)
 {
     memset(r, 0, sizeof *r);
@@ -158,7 +159,8 @@ static void ref_parse(const unsigned char *p, size_t n, ref_rq_t *r)
         r->status = vlen == 8 && memcmp(ver, "HTTP/", 5) == 0 ? 505 : 400;
         return;
     }
-    r->keep = v11;
+    r->v11 = v11;
+    bool opt_close = false, opt_keep = false;
     r->head = span_is(p, mlen, "HEAD");
     bool get = span_is(p, mlen, "GET");
     for (size_t i = 0; i < tlen; i++)
@@ -197,10 +199,19 @@ static void ref_parse(const unsigned char *p, size_t n, ref_rq_t *r)
         if (span_is_nocase(line, nl, "host")) {
             host = true;
         } else if (span_is_nocase(line, nl, "connection")) {
-            if (span_is_nocase(v, vl, "close"))
-                r->keep = false;
-            else if (span_is_nocase(v, vl, "keep-alive"))
-                r->keep = true;
+            for (size_t a = 0; a <= vl;) {
+                size_t b = a;
+                while (b < vl && v[b] != ',')
+                    b++;
+                size_t x = a, y = b;
+                while (x < y && (v[x] == ' ' || v[x] == '\t'))
+                    x++;
+                while (y > x && (v[y - 1] == ' ' || v[y - 1] == '\t'))
+                    y--;
+                opt_close |= span_is_nocase(v + x, y - x, "close");
+                opt_keep |= span_is_nocase(v + x, y - x, "keep-alive");
+                a = b + 1;
+            }
         } else if (span_is_nocase(line, nl, "content-length")) {
             if (!span_is(v, vl, "0")) {
                 r->status = vl == 0 ? 400 : 501;
@@ -211,6 +222,7 @@ static void ref_parse(const unsigned char *p, size_t n, ref_rq_t *r)
             return;
         }
     }
+    r->keep = !opt_close && (v11 || opt_keep);
     if (v11 && !host)
         return;
     if (!get && !r->head) {
@@ -428,7 +440,7 @@ static void fuzz_parse(const uint8_t *d, size_t n)
 
 typedef struct {
     int status;
-    bool head, keep;
+    bool head, keep, v11;
     const char *body; /* NULL: the error body */
 } expect_t;
 
@@ -589,11 +601,11 @@ static size_t expected(const conn_t *c, expect_t **out)
         if (rc == REF_EOF)
             break;
         if (rc) {
-            e[n++] = (expect_t){rc, false, false, NULL};
+            e[n++] = (expect_t){rc, false, false, false, NULL};
             break;
         }
         ref_parse(c->in + hs, hl, ref);
-        expect_t x = {ref->status, ref->head, ref->keep, NULL};
+        expect_t x = {ref->status, ref->head, ref->keep, ref->v11, NULL};
         if (x.status == 400 || x.status == 501 || x.status == 505)
             x.keep = false;
         if (x.status == 0)
@@ -632,7 +644,7 @@ static void check_responses(const conn_t *c)
             FAIL("response %zu: \"%.12s\", want status %d", i + 1, (const char *)r + rp,
                  e[i].status);
         long clen = -1;
-        bool close_hdr = false, allow = false;
+        bool close_hdr = false, keep_hdr = false, allow = false;
         for (const unsigned char *h = r + rp + ll; h < end + 2;) {
             const unsigned char *he = find_byte(h, (size_t)(end + 2 - h), '\n');
             size_t hn = (size_t)(he - h) - 1;
@@ -641,6 +653,7 @@ static void check_responses(const conn_t *c)
             if (strncmp(tmp, "Content-Length: ", 16) == 0)
                 clen = strtol(tmp + 16, NULL, 10);
             close_hdr |= strcmp(tmp, "Connection: close") == 0;
+            keep_hdr |= strcmp(tmp, "Connection: keep-alive") == 0;
             allow |= strcmp(tmp, "Allow: GET, HEAD") == 0;
             h = he + 1;
         }
@@ -656,6 +669,9 @@ static void check_responses(const conn_t *c)
         if (close_hdr == e[i].keep)
             FAIL("response %zu (%d): Connection: close %s", i + 1, e[i].status,
                  close_hdr ? "present, keep-alive expected" : "missing");
+        if (keep_hdr != (e[i].keep && !e[i].v11))
+            FAIL("response %zu (%d): Connection: keep-alive %s", i + 1, e[i].status,
+                 keep_hdr ? "present, only for a kept HTTP/1.0 connection" : "missing");
         if (allow != (e[i].status == 405))
             FAIL("response %zu (%d): Allow header %s", i + 1, e[i].status,
                  allow ? "present" : "missing");
