@@ -7,6 +7,7 @@
  * chunks per worker, and wider only while the chunks in flight hold at most
  * WINDOW_ITEMS items and WINDOW_BYTES bytes of arguments. */
 #include "executor_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -137,10 +138,7 @@ static int item_from_chunk(corio_map_iter_t *it, corio_value_t *out)
 /* The timeout left before the map's deadline: -1 for none, 0 once past. */
 static int64_t time_left(const corio_map_iter_t *it)
 {
-    if (it->deadline == CORIO_NEVER)
-        return -1;
-    int64_t left = it->deadline - corio_now();
-    return left > 0 ? left : 0;
+    return corio__timeout_for(it->deadline);
 }
 
 /* Awaits the next chunk; 0 when it is current, else an error for the map. */

@@ -97,9 +97,9 @@ static void waiter_unregister(waiter_t *w, corio_future_t *f)
 /* Awaits the waiter's trigger; 0, -ETIMEDOUT or -ECANCELED. */
 static int waiter_await(corio_future_t *t, int64_t deadline)
 {
-    int64_t left = deadline == CORIO_NEVER ? -1 : deadline - corio_now();
-    if (deadline != CORIO_NEVER && left <= 0)
-        return -ETIMEDOUT; /* 1 ns past must not read as -1, no limit */
+    int64_t left = corio__timeout_for(deadline);
+    if (left == 0)
+        return -ETIMEDOUT;
     corio_value_t v;
     int rc = corio_await_timeout(t, left, &v);
     return rc == -ETIMEDOUT || rc == -ECANCELED ? rc : 0;

@@ -452,6 +452,13 @@ static inline int64_t corio__time_until(int64_t when)
     return when <= now ? 0 : when - now;
 }
 
+/* The per-call timeout of an absolute deadline: -1 (no limit) for
+ * CORIO_NEVER, 0 once past. */
+static inline int64_t corio__timeout_for(int64_t deadline)
+{
+    return deadline == CORIO_NEVER ? -1 : corio__time_until(deadline);
+}
+
 /* Thread-locals of the runtime's hot paths. The initial-exec model reads
  * them from the thread pointer: in the shared library the default model
  * calls __tls_get_addr on every access (every reference count change).

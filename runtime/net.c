@@ -83,9 +83,20 @@ const char *corio_sockaddr_str(const corio_sockaddr_t *a, char *buf, size_t size
         inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof ip);
         snprintf(buf, size, "[%s]:%u", ip, ntohs(a->u.in6.sin6_port));
         break;
-    case AF_UNIX:
-        snprintf(buf, size, "%s", a->u.un.sun_path);
+    case AF_UNIX: {
+        /* By length: a full sun_path has no NUL; an abstract name starts
+         * with one (shown as @name, as ss does). */
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t n = a->len > off ? a->len - off : 0;
+        const char *p = a->u.un.sun_path;
+        if (n > sizeof a->u.un.sun_path)
+            n = sizeof a->u.un.sun_path;
+        if (n > 0 && p[0] == 0)
+            snprintf(buf, size, "@%.*s", (int)(n - 1), p + 1);
+        else
+            snprintf(buf, size, "%.*s", (int)strnlen(p, n), p);
         break;
+    }
     default:
         snprintf(buf, size, "(family %d)", a->u.sa.sa_family);
     }
@@ -197,13 +208,7 @@ static int resolve(const char *host, int port, int socktype, corio_sockaddr_t **
     if (rc < 0)
         return rc;
     corio_value_t v = {NULL, 0};
-    int64_t timeout = -1;
-    if (deadline != CORIO_NEVER) {
-        timeout = deadline - corio_now();
-        if (timeout < 0)
-            timeout = 0;
-    }
-    rc = corio_await_timeout(f, timeout, NULL);
+    rc = corio_await_timeout(f, corio__timeout_for(deadline), NULL);
     if (rc == 0 && corio_future_take_result(f, &v) == 0) {
         *out = v.ptr;
         rc = (int)(v.len / sizeof(corio_sockaddr_t));
@@ -314,7 +319,9 @@ int corio_udp_bind(const char *host, int port, corio_sockaddr_t *bound)
     int rc = corio_sockaddr_ip(&a, host, port);
     if (rc < 0)
         return rc;
-    return bind_socket(&a, SOCK_DGRAM, true, bound);
+    /* No SO_REUSEADDR: for UDP it lets a second socket bind the same port
+     * and take its datagrams (asyncio dropped it for this). */
+    return bind_socket(&a, SOCK_DGRAM, false, bound);
 }
 
 /* ---- awaitable calls ------------------------------------------------------ */
@@ -372,7 +379,9 @@ int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadl
             return fd;
         }
         close(fd);
-        if (rc == -ECANCELED || rc == -ETIMEDOUT)
+        /* The caller's deadline or cancellation ends the tries; the
+         * kernel's own -ETIMEDOUT (SYNs unanswered) moves to the next. */
+        if ((rc == -ECANCELED || rc == -ETIMEDOUT) && corio__interrupt_pending(deadline))
             break;
     }
     return rc;
@@ -462,16 +471,30 @@ ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags, corio_sockaddr_
     }
     io_uring_prep_recvmsg(sqe, fd, &msg, (unsigned)flags);
     int rc = corio__io_await(loop, sqe, deadline, NULL);
-    if (from)
+    if (from) {
         from->len = msg.msg_namelen;
+        if (rc < 0 || from->len == 0)
+            from->u.sa.sa_family = AF_UNSPEC; /* an unnamed sender: no stale bytes */
+    }
     return rc;
+}
+
+/* shutdown and close are always done: through the ring from a task, at
+ * once otherwise (a cancelled task, a callback, no SQE to be had). */
+static struct io_uring_sqe *sqe_unless_interrupted(corio_loop_t **loop)
+{
+    int err = 0;
+    if (!corio_current_task() || corio__interrupt_pending(CORIO_NEVER))
+        return NULL;
+    return sqe_for(loop, &err);
 }
 
 int corio_shutdown(int fd, int how)
 {
-    if (!corio_current_task() || corio__interrupt_pending(CORIO_NEVER))
+    corio_loop_t *loop;
+    struct io_uring_sqe *sqe = sqe_unless_interrupted(&loop);
+    if (!sqe)
         return shutdown(fd, how) < 0 ? -errno : 0;
-    GET_SQE(loop, sqe);
     io_uring_prep_shutdown(sqe, fd, how);
     return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
 }
@@ -480,10 +503,16 @@ int corio_close(int fd)
 {
     if (fd < 0)
         return -EBADF;
-    /* A cancelled task still closes its descriptor. */
-    if (!corio_current_task() || corio__interrupt_pending(CORIO_NEVER))
-        return close(fd) < 0 ? -errno : 0;
-    GET_SQE(loop, sqe);
-    io_uring_prep_close(sqe, fd);
-    return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
+    corio_loop_t *loop;
+    struct io_uring_sqe *sqe = sqe_unless_interrupted(&loop);
+    if (sqe) {
+        io_uring_prep_close(sqe, fd);
+        return corio__io_await(loop, sqe, CORIO_NEVER, NULL);
+    }
+    /* Operations queued this turn may name fd: they go to the kernel
+     * first, or they would find the number reused by the next open. */
+    loop = corio__tls_loop;
+    if (loop && !loop->closed)
+        corio__submit_queued(loop);
+    return close(fd) < 0 ? -errno : 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct conn {
@@ -20,7 +21,10 @@ typedef struct conn {
 struct corio_server {
     corio_loop_t *loop;
     int fd;
-    bool is_unix;
+    bool made_fd; /* by start_server: nobody else holds the listener */
+    char *unix_path; /* start_unix_server's socket file, removed at close */
+    dev_t unix_dev;
+    ino_t unix_ino;
     corio_client_fn fn;
     void *arg;
     corio_server_options_t opts;
@@ -182,8 +186,6 @@ int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
     srv->arg = arg;
     if (opts)
         srv->opts = *opts;
-    corio_sockaddr_t a;
-    srv->is_unix = corio_sockname(listen_fd, &a) == 0 && a.u.sa.sa_family == AF_UNIX;
     int rc = corio_future_new(loop, &srv->closed_fut);
     if (rc == 0)
         rc = corio_spawn(loop, &srv->acceptor, accept_main, srv,
@@ -216,6 +218,8 @@ int corio_start_server(const char *host, int port, corio_client_fn on_client, vo
     int rc = corio_server_adopt(fd, on_client, arg, opts, out);
     if (rc < 0)
         close(fd);
+    else
+        (*out)->made_fd = true;
     return rc;
 }
 
@@ -228,10 +232,33 @@ int corio_start_unix_server(const char *path, corio_client_fn on_client, void *a
     int fd = corio_unix_listen(path, opts ? opts->backlog : 0);
     if (fd < 0)
         return fd;
-    int rc = corio_server_adopt(fd, on_client, arg, opts, out);
-    if (rc < 0)
+    struct stat st; /* the file bind made (fstat would give the socket's inode) */
+    char *copy = strdup(path);
+    int rc = !copy ? -ENOMEM : lstat(path, &st) < 0 ? -errno : 0;
+    if (rc == 0)
+        rc = corio_server_adopt(fd, on_client, arg, opts, out);
+    if (rc < 0) {
+        free(copy);
         close(fd);
-    return rc;
+        unlink(path); /* made just now by corio_unix_listen */
+        return rc;
+    }
+    (*out)->made_fd = true;
+    (*out)->unix_path = copy;
+    (*out)->unix_dev = st.st_dev;
+    (*out)->unix_ino = st.st_ino;
+    return 0;
+}
+
+/* Removes the server's socket file, unless another socket took its name. */
+static void remove_unix_path(corio_server_t *srv)
+{
+    struct stat st;
+    if (srv->unix_path && lstat(srv->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+        unlink(srv->unix_path);
+    free(srv->unix_path);
+    srv->unix_path = NULL;
 }
 
 int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t *out)
@@ -253,11 +280,7 @@ int corio_server_serve_forever(corio_server_t *srv, int64_t deadline)
 {
     if (!srv)
         return -EINVAL;
-    int64_t timeout = deadline == CORIO_NEVER ? -1 : deadline - corio_now();
-    if (deadline != CORIO_NEVER && timeout < 0)
-        timeout = 0;
-    int rc = corio_await_timeout(srv->closed_fut, timeout, NULL);
-    return rc;
+    return corio_await_timeout(srv->closed_fut, corio__timeout_for(deadline), NULL);
 }
 
 void corio_server_close(corio_server_t *srv)
@@ -269,9 +292,12 @@ void corio_server_close(corio_server_t *srv)
         corio_task_cancel(srv->acceptor);
     /* Stop listening now, as asyncio does: shutdown ends the accept in
      * flight at once; the file itself stays referenced by that operation
-     * until its completion. */
+     * until its completion. Not for an adopted listener: another process
+     * (systemd, a pre-forked sibling) may share it and go on listening. */
+    remove_unix_path(srv);
     if (srv->fd >= 0) {
-        shutdown(srv->fd, SHUT_RDWR);
+        if (srv->made_fd)
+            shutdown(srv->fd, SHUT_RDWR);
         corio__submit_queued(srv->loop); /* an accept queued this turn */
         close(srv->fd);
         srv->fd = -1;
@@ -291,13 +317,7 @@ static int wait_idle(corio_server_t *srv, int64_t deadline)
             if (rc < 0)
                 return rc;
         }
-        int64_t timeout = -1;
-        if (deadline != CORIO_NEVER) {
-            timeout = deadline - corio_now();
-            if (timeout < 0)
-                timeout = 0;
-        }
-        int rc = corio_await_timeout(srv->idle_fut, timeout, NULL);
+        int rc = corio_await_timeout(srv->idle_fut, corio__timeout_for(deadline), NULL);
         if (rc < 0)
             return rc;
     }

@@ -11,7 +11,10 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MS CORIO_NS_PER_MS
@@ -597,7 +600,196 @@ static intptr_t accept_close_race_main(void *arg)
 
 static void accept_racing_close(void) { run(accept_close_race_main); }
 
+/* ---- closing, connecting and binding: what the kernel must not get wrong ------------ */
+
+static int g_close_fd;
+
+static intptr_t queued_reader(void *arg)
+{
+    (void)arg;
+    char buf[32] = {0};
+    ssize_t n = corio_recv(g_close_fd, buf, sizeof buf - 1, 0, SOON(300));
+    CHECK(n <= 0); /* never the bytes of the socket that took the number */
+    return 0;
+}
+
+static intptr_t cancelled_closer(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(corio_task_cancel(corio_current_task()), 0);
+    CHECK_EQ(corio_close(g_close_fd), 0); /* closed at once: the task is cancelled */
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    CHECK_EQ(sv[0], g_close_fd); /* the number is reused at once */
+    CHECK_EQ(write(sv[1], "another connection", 18), 18);
+    corio_task_uncancel(corio_current_task());
+    CHECK_EQ(corio_sleep(400 * MS), 0);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+static intptr_t close_paths_main(void *arg)
+{
+    (void)arg;
+    /* A receive queued this turn, its fd closed at once by a cancelled
+     * task: the receive is submitted before the close, not after. */
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    g_close_fd = sv[0];
+    corio_task_t *r, *c;
+    CHECK_EQ(corio_spawn(NULL, &r, queued_reader, NULL, NULL), 0);
+    CHECK_EQ(corio_spawn(NULL, &c, cancelled_closer, NULL, NULL), 0);
+    CHECK_EQ(corio_task_await(r, NULL), 0);
+    CHECK_EQ(corio_task_await(c, NULL), 0);
+    corio_task_release(r);
+    corio_task_release(c);
+    close(sv[1]);
+    /* No SQE to be had: close and shutdown are still done. */
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    corio__fault_set(CORIO_FAULT_SQE, 1);
+    CHECK_EQ(corio_shutdown(sv[1], SHUT_WR), 0);
+    corio__fault_set(CORIO_FAULT_SQE, 1);
+    CHECK_EQ(corio_close(sv[0]), 0);
+    corio__fault_set(CORIO_FAULT_SQE, 0);
+    CHECK_EQ(fcntl(sv[0], F_GETFD), -1);
+    char b;
+    CHECK_EQ(recv(sv[1], &b, 1, MSG_DONTWAIT), 0); /* the peer is gone */
+    close(sv[1]);
+    return 0;
+}
+
+static void close_paths(void) { run(close_paths_main); }
+
+/* The kernel's own connect timeout (SYNs unanswered, as for a blackholed
+ * address) moves on to the next address; only the caller's deadline ends
+ * the tries. SYNs to a listener whose accept queue is full are dropped;
+ * TCP_SYNCNT, set on the library's sockets here, makes the kernel give up
+ * after about 3 s instead of 2 minutes. */
+static bool g_short_syn;
+
+int socket(int domain, int type, int protocol)
+{
+    int fd = (int)syscall(SYS_socket, domain, type, protocol);
+    int one = 1;
+    if (fd >= 0 && g_short_syn && domain == AF_INET && (type & 0xf) == SOCK_STREAM)
+        setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &one, sizeof one);
+    return fd;
+}
+
+static intptr_t connect_next_main(void *arg)
+{
+    (void)arg;
+    corio_sockaddr_t full, good;
+    int lf = corio_tcp_listen("127.0.0.1", 0, 1, &full);
+    int lg = corio_tcp_listen("127.0.0.1", 0, 4, &good);
+    CHECK(lf >= 0 && lg >= 0);
+    int fill[8], nfill = 0;
+    for (; nfill < 8; nfill++) { /* well past what its queue holds */
+        fill[nfill] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[nfill], &full.u.sa, full.len);
+    }
+    usleep(100 * 1000);
+    g_short_syn = true;
+    corio_sockaddr_t addrs[] = {full, good};
+    int64_t t0 = corio_now();
+    int fd = corio__tcp_connect_addrs(addrs, 2, CORIO_NEVER);
+    g_short_syn = false;
+    CHECK(fd >= 0); /* the second address, after the kernel gave up on the first */
+    corio_sockaddr_t peer;
+    CHECK_EQ(corio_peername(fd, &peer), 0);
+    CHECK_EQ(corio_sockaddr_port(&peer), corio_sockaddr_port(&good));
+    CHECK(corio_now() - t0 < 20000 * MS);
+    close(fd);
+    /* The caller's deadline still ends the tries at once. */
+    g_short_syn = true;
+    CHECK_EQ(corio__tcp_connect_addrs(addrs, 2, SOON(200)), -ETIMEDOUT);
+    g_short_syn = false;
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    close(lf);
+    close(lg);
+    return 0;
+}
+
+static void connect_tries_next_address(void) { run(connect_next_main); }
+
+static intptr_t never_called(corio_stream_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+static intptr_t bind_and_close_main(void *arg)
+{
+    (void)arg;
+    /* UDP: no SO_REUSEADDR, so a port is bound once. */
+    corio_sockaddr_t bound;
+    int u = corio_udp_bind("127.0.0.1", 0, &bound);
+    CHECK(u >= 0);
+    CHECK_EQ(corio_udp_bind("127.0.0.1", corio_sockaddr_port(&bound), NULL), -EADDRINUSE);
+    close(u);
+    /* An adopted listener may be shared (systemd, pre-forked servers):
+     * closing the server must not stop it listening for the others. */
+    int l = corio_tcp_listen("127.0.0.1", 0, 8, &bound);
+    CHECK(l >= 0);
+    corio_server_t *srv;
+    int dup_fd = dup(l);
+    CHECK_EQ(corio_server_adopt(dup_fd, never_called, NULL, NULL, &srv), 0);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(1000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    int c = corio_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_EQ(corio_connect(c, &bound, SOON(1000)), 0);
+    close(c);
+    close(l);
+    /* A Unix server removes its socket file when it closes, as asyncio's
+     * does, unless another socket took the name meanwhile. */
+    char path[] = "/tmp/corio-unix-srv-XXXXXX";
+    int tmp = mkstemp(path);
+    CHECK(tmp >= 0);
+    close(tmp);
+    unlink(path);
+    CHECK_EQ(corio_start_unix_server(path, never_called, NULL, NULL, &srv), 0);
+    CHECK_EQ(access(path, F_OK), 0);
+    corio_server_close(srv);
+    CHECK_EQ(access(path, F_OK), -1);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(1000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    CHECK_EQ(corio_start_unix_server(path, never_called, NULL, NULL, &srv), 0);
+    unlink(path);
+    int other = corio_unix_listen(path, 1);
+    CHECK(other >= 0);
+    corio_server_close(srv);
+    CHECK_EQ(access(path, F_OK), 0); /* not ours any more */
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(1000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    close(other);
+    unlink(path);
+    /* Deadlines far in the past end at once (they overflowed before). */
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_called, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_server_serve_forever(srv, INT64_MIN), -ETIMEDOUT);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, INT64_MIN), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    /* Addresses print by their length: an unnamed sender, an abstract name. */
+    char buf[128];
+    corio_sockaddr_t a;
+    memset(&a, 'x', sizeof a);
+    a.u.un.sun_family = AF_UNIX;
+    a.len = (socklen_t)offsetof(struct sockaddr_un, sun_path);
+    CHECK_EQ(strcmp(corio_sockaddr_str(&a, buf, sizeof buf), ""), 0);
+    memcpy(a.u.un.sun_path, "\0name", 5);
+    a.len += 5;
+    CHECK_EQ(strcmp(corio_sockaddr_str(&a, buf, sizeof buf), "@name"), 0);
+    return 0;
+}
+
+static void bind_and_close(void) { run(bind_and_close_main); }
+
 TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
           CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
-          CASE(accept_racing_close))
+          CASE(accept_racing_close), CASE(close_paths), CASE_T(connect_tries_next_address, 60),
+          CASE(bind_and_close))

@@ -10,8 +10,7 @@
  * Descriptors are plain file descriptors, created close-on-exec; the caller
  * owns them and closes them with corio_close (or close(2)). Errors are
  * negative errno values; resolver failures are -EADDRNOTAVAIL (no such
- * host) or -EAGAIN (temporary), with the resolver's text in the loop's error
- * report when it has one. */
+ * host) or -EAGAIN (temporary). */
 #ifndef CORIO_NET_H
 #define CORIO_NET_H
 
@@ -68,7 +67,8 @@ CORIO_API int corio_tcp_listen(const char *host, int port, int backlog, corio_so
 /* A listening Unix stream socket at path (an existing socket file there is
  * replaced). */
 CORIO_API int corio_unix_listen(const char *path, int backlog);
-/* A UDP socket bound to a numeric host and port (port 0 picks one). */
+/* A UDP socket bound to a numeric host and port (port 0 picks one). No
+ * SO_REUSEADDR: a port already bound gives -EADDRINUSE. */
 CORIO_API int corio_udp_bind(const char *host, int port, corio_sockaddr_t *bound);
 /* The local address of a socket (getsockname); returns 0 or -errno. */
 CORIO_API int corio_sockname(int fd, corio_sockaddr_t *out);
@@ -109,7 +109,9 @@ CORIO_API ssize_t corio_recvfrom(int fd, void *buf, size_t len, int flags,
  * cancelled task still gets them done, synchronously. */
 /* shutdown(2) on the ring (SHUT_RD, SHUT_WR, SHUT_RDWR). */
 CORIO_API int corio_shutdown(int fd, int how);
-/* Closes fd through the ring. Outside a task it is close(2). */
+/* Closes fd through the ring. Outside a task, in a cancelled one, or with
+ * no SQE to be had it is close(2), after the operations already queued
+ * (which may name fd) went to the kernel. The fd is closed in every case. */
 CORIO_API int corio_close(int fd);
 
 CORIO_END_DECLS

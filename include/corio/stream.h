@@ -158,7 +158,8 @@ typedef struct corio_server_options {
  * -EADDRINUSE, ... Loop thread. */
 CORIO_API int corio_start_server(const char *host, int port, corio_client_fn on_client, void *arg,
                                  const corio_server_options_t *opts, corio_server_t **out);
-/* The same on a Unix socket path. */
+/* The same on a Unix socket path; closing the server removes the socket
+ * file (unless another socket has taken the path since). */
 CORIO_API int corio_start_unix_server(const char *path, corio_client_fn on_client, void *arg,
                                       const corio_server_options_t *opts, corio_server_t **out);
 /* The same on a listening socket the caller made (the server now owns it).
@@ -176,7 +177,8 @@ CORIO_API int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t 
 CORIO_API int corio_server_serve_forever(corio_server_t *srv, int64_t deadline);
 
 /* Stops accepting and closes the listening socket; open connections go on.
- * Loop thread; idempotent. */
+ * A listener the server made is shut down at once; an adopted one is only
+ * closed, as other processes may share it. Loop thread; idempotent. */
 CORIO_API void corio_server_close(corio_server_t *srv);
 /* Graceful close: waits for the handlers to finish until deadline, then
  * cancels those left and waits for them. Returns 0, or -ETIMEDOUT when
