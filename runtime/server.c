@@ -106,6 +106,8 @@ static int start_conn(corio_server_t *srv, int fd)
     return 0;
 }
 
+void corio_server_close(corio_server_t *srv);
+
 static intptr_t accept_main(void *arg)
 {
     corio_server_t *srv = arg;
@@ -122,6 +124,13 @@ static intptr_t accept_main(void *arg)
             srv->stats.accept_errors++;
             if (fd == -ECONNABORTED || fd == -EINTR || fd == -EAGAIN || fd == -EPROTO)
                 continue;
+            if (fd == -EINVAL || fd == -EBADF || fd == -ENOTSOCK || fd == -EOPNOTSUPP) {
+                /* The socket stopped listening (another holder of an
+                 * adopted listener shut it down): no pause helps. */
+                report(srv, "accept: the socket no longer listens; closing the server", fd);
+                corio_server_close(srv);
+                break;
+            }
             /* Out of descriptors (or memory): the pending connection stays
              * in the backlog. Say so once per episode, and pause instead of
              * retrying at once, which would spin. */

@@ -721,6 +721,14 @@ static intptr_t never_called(corio_stream_t *s, void *arg)
     return 0;
 }
 
+static void count_any_report(corio_loop_t *loop, const corio_error_context_t *ctx, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    (void)ctx;
+    g_reports++;
+}
+
 static intptr_t bind_and_close_main(void *arg)
 {
     (void)arg;
@@ -743,6 +751,18 @@ static intptr_t bind_and_close_main(void *arg)
     int c = corio_socket(AF_INET, SOCK_STREAM, 0);
     CHECK_EQ(corio_connect(c, &bound, SOON(1000)), 0);
     close(c);
+    /* And when another holder shuts it down, the server says so once and
+     * closes, instead of retrying a dead socket for ever. */
+    g_reports = 0;
+    corio_loop_set_error_handler(corio_loop_current(), count_any_report, NULL);
+    CHECK_EQ(corio_server_adopt(dup(l), never_called, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0);
+    CHECK_EQ(shutdown(l, SHUT_RDWR), 0);
+    CHECK_EQ(corio_server_serve_forever(srv, SOON(2000)), 0);
+    CHECK_EQ(g_reports, 1);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(1000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    corio_loop_set_error_handler(corio_loop_current(), NULL, NULL);
     close(l);
     /* A Unix server removes its socket file when it closes, as asyncio's
      * does, unless another socket took the name meanwhile. */
