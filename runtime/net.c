@@ -256,14 +256,21 @@ int corio_peername(int fd, corio_sockaddr_t *out)
     return getpeername(fd, &out->u.sa, &out->len) < 0 ? -errno : 0;
 }
 
-static int bind_socket(const corio_sockaddr_t *a, int type, bool reuse, corio_sockaddr_t *bound)
+enum { BIND_REUSEADDR = 1, BIND_REUSEPORT = 2 };
+
+static int bind_socket(const corio_sockaddr_t *a, int type, int flags, corio_sockaddr_t *bound)
 {
     int fd = corio_socket(a->u.sa.sa_family, type, 0);
     if (fd < 0)
         return fd;
     int one = 1;
-    if (reuse)
+    if (flags & BIND_REUSEADDR)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((flags & BIND_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
     if (a->u.sa.sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, &a->u.sa, a->len) < 0) {
@@ -276,21 +283,32 @@ static int bind_socket(const corio_sockaddr_t *a, int type, bool reuse, corio_so
     return fd;
 }
 
+static int listen_on(int fd, int backlog)
+{
+    if (fd >= 0 && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int corio_tcp_listen_addr(const corio_sockaddr_t *addr, int backlog, bool reuse_port,
+                          corio_sockaddr_t *bound)
+{
+    if (!addr || (addr->u.sa.sa_family != AF_INET && addr->u.sa.sa_family != AF_INET6))
+        return -EINVAL;
+    int flags = BIND_REUSEADDR | (reuse_port ? BIND_REUSEPORT : 0);
+    return listen_on(bind_socket(addr, SOCK_STREAM, flags, bound), backlog);
+}
+
 int corio_tcp_listen(const char *host, int port, int backlog, corio_sockaddr_t *bound)
 {
     corio_sockaddr_t a;
     int rc = corio_sockaddr_ip(&a, host, port);
     if (rc < 0)
         return rc;
-    int fd = bind_socket(&a, SOCK_STREAM, true, bound);
-    if (fd < 0)
-        return fd;
-    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    return fd;
+    return corio_tcp_listen_addr(&a, backlog, false, bound);
 }
 
 int corio_unix_listen(const char *path, int backlog)
@@ -302,15 +320,7 @@ int corio_unix_listen(const char *path, int backlog)
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
-    int fd = bind_socket(&a, SOCK_STREAM, false, NULL);
-    if (fd < 0)
-        return fd;
-    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    return fd;
+    return listen_on(bind_socket(&a, SOCK_STREAM, 0, NULL), backlog);
 }
 
 int corio_udp_bind(const char *host, int port, corio_sockaddr_t *bound)
@@ -321,7 +331,7 @@ int corio_udp_bind(const char *host, int port, corio_sockaddr_t *bound)
         return rc;
     /* No SO_REUSEADDR: for UDP it lets a second socket bind the same port
      * and take its datagrams (asyncio dropped it for this). */
-    return bind_socket(&a, SOCK_DGRAM, false, bound);
+    return bind_socket(&a, SOCK_DGRAM, 0, bound);
 }
 
 /* ---- awaitable calls ------------------------------------------------------ */

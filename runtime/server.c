@@ -18,22 +18,30 @@ typedef struct conn {
     struct conn *prev, *next;
 } conn_t;
 
+/* One listening socket and the task accepting on it. */
+typedef struct listener {
+    struct corio_server *srv;
+    int fd;
+    corio_task_t *acceptor;
+    bool done; /* the acceptor finished and the socket is closed */
+} listener_t;
+
 struct corio_server {
     corio_loop_t *loop;
-    int fd;
-    bool made_fd; /* by start_server: nobody else holds the listener */
+    listener_t *ls; /* one per bound address */
+    int nls;
+    bool made_fd; /* by start_server: nobody else holds the listeners */
     char *unix_path; /* start_unix_server's socket file, removed at close */
     dev_t unix_dev;
     ino_t unix_ino;
     corio_client_fn fn;
     void *arg;
     corio_server_options_t opts;
-    corio_task_t *acceptor;
     conn_t *conns;
     corio_server_stats_t stats;
     corio_future_t *closed_fut; /* done once the server is closed */
     corio_future_t *idle_fut;   /* done when the last handler ends after close */
-    bool closing, acceptor_done;
+    bool closing;
 };
 
 static void report(corio_server_t *srv, const char *msg, int code)
@@ -110,12 +118,13 @@ void corio_server_close(corio_server_t *srv);
 
 static intptr_t accept_main(void *arg)
 {
-    corio_server_t *srv = arg;
+    listener_t *l = arg;
+    corio_server_t *srv = l->srv;
     int64_t backoff = srv->opts.emfile_backoff_ns > 0 ? srv->opts.emfile_backoff_ns
                                                       : 100 * CORIO_NS_PER_MS;
     bool out_of_fds = false;
     while (!srv->closing) {
-        int fd = corio_accept(srv->fd, NULL, CORIO_NEVER);
+        int fd = corio_accept(l->fd, NULL, CORIO_NEVER);
         if (fd == -ECANCELED || fd == -ETIMEDOUT)
             break;
         if (fd < 0) {
@@ -162,12 +171,68 @@ static intptr_t accept_main(void *arg)
 static void acceptor_done(corio_future_t *f, void *arg)
 {
     (void)f;
-    corio_server_t *srv = arg;
-    srv->acceptor_done = true;
-    if (srv->fd >= 0) {
-        close(srv->fd);
-        srv->fd = -1;
+    listener_t *l = arg;
+    l->done = true;
+    if (l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
     }
+}
+
+/* Undoes what server_new set up: the acceptors never ran (a task cancelled
+ * before its first turn does not start), and the fds stay the caller's. */
+static void server_discard(corio_server_t *srv)
+{
+    for (int i = 0; i < srv->nls; i++) {
+        listener_t *l = &srv->ls[i];
+        if (!l->acceptor)
+            continue;
+        corio_future_remove_done_callback(corio_task_future(l->acceptor), acceptor_done, l);
+        corio_task_cancel(l->acceptor);
+        corio_task_release(l->acceptor);
+    }
+    if (srv->closed_fut)
+        corio_future_unref(srv->closed_fut);
+    free(srv->ls);
+    free(srv);
+}
+
+/* A server accepting on each of n listening sockets. On failure the caller
+ * keeps the fds. */
+static int server_new(const int *fds, int n, corio_client_fn on_client, void *arg,
+                      const corio_server_options_t *opts, corio_server_t **out)
+{
+    corio_loop_t *loop = corio__tls_loop;
+    if (!loop)
+        return -EINVAL;
+    corio_server_t *srv = calloc(1, sizeof *srv);
+    listener_t *ls = srv ? calloc((size_t)n, sizeof *ls) : NULL;
+    if (!ls) {
+        free(srv);
+        return -ENOMEM;
+    }
+    srv->loop = loop;
+    srv->ls = ls;
+    srv->nls = n;
+    srv->fn = on_client;
+    srv->arg = arg;
+    if (opts)
+        srv->opts = *opts;
+    int rc = corio_future_new(loop, &srv->closed_fut);
+    for (int i = 0; i < n && rc == 0; i++) {
+        ls[i] = (listener_t){.srv = srv, .fd = fds[i]};
+        rc = corio_spawn(loop, &ls[i].acceptor, accept_main, &ls[i],
+                         &(corio_task_options_t){.name = "server-accept"});
+        if (rc == 0)
+            rc = corio_future_add_done_callback(corio_task_future(ls[i].acceptor), acceptor_done,
+                                                &ls[i]);
+    }
+    if (rc < 0) {
+        server_discard(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
 }
 
 int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
@@ -176,8 +241,7 @@ int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
     if (!out || listen_fd < 0 || !on_client)
         return -EINVAL;
     *out = NULL;
-    corio_loop_t *loop = corio__tls_loop;
-    if (!loop)
+    if (!corio__tls_loop)
         return -EINVAL;
     /* Anything but a listening socket would fail every accept, forever. */
     int listening = 0;
@@ -186,33 +250,102 @@ int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
         return -errno;
     if (!listening)
         return -EINVAL;
-    corio_server_t *srv = calloc(1, sizeof *srv);
-    if (!srv)
-        return -ENOMEM;
-    srv->loop = loop;
-    srv->fd = listen_fd;
-    srv->fn = on_client;
-    srv->arg = arg;
-    if (opts)
-        srv->opts = *opts;
-    int rc = corio_future_new(loop, &srv->closed_fut);
-    if (rc == 0)
-        rc = corio_spawn(loop, &srv->acceptor, accept_main, srv,
-                         &(corio_task_options_t){.name = "server-accept"});
-    if (rc == 0)
-        rc = corio_future_add_done_callback(corio_task_future(srv->acceptor), acceptor_done, srv);
-    if (rc < 0) {
-        if (srv->acceptor) {
-            corio_task_cancel(srv->acceptor);
-            corio_task_release(srv->acceptor);
-        }
-        if (srv->closed_fut)
-            corio_future_unref(srv->closed_fut);
-        free(srv);
-        return rc;
+    return server_new(&listen_fd, 1, on_client, arg, opts, out);
+}
+
+/* ---- the addresses start_server listens on ------------------------------------ */
+
+/* The addresses for host, as asyncio's start_server takes them: every
+ * interface of both families for NULL or "", a numeric address as it is,
+ * and a name resolved (off the loop's thread) to all its addresses. Returns
+ * their count and a malloc'd array in *out. */
+static int server_addrs(const char *host, int port, corio_sockaddr_t **out)
+{
+    corio_sockaddr_t a;
+    int rc = corio_sockaddr_ip(&a, host, port);
+    if (rc < 0 && (!host || !*host))
+        return rc; /* a bad port */
+    if (rc == 0) {
+        bool wildcard = !host || !*host;
+        *out = calloc(wildcard ? 2 : 1, sizeof a);
+        if (!*out)
+            return -ENOMEM;
+        (*out)[0] = a;
+        if (!wildcard)
+            return 1;
+        corio_sockaddr_t *v6 = &(*out)[1];
+        v6->u.in6.sin6_family = AF_INET6;
+        v6->u.in6.sin6_port = htons((uint16_t)port);
+        v6->u.in6.sin6_addr = in6addr_any;
+        v6->len = sizeof v6->u.in6;
+        return 2;
     }
-    *out = srv;
-    return 0;
+    if (port < 0 || port > 65535)
+        return -EINVAL;
+    if (!corio_current_task())
+        return -EDEADLK; /* resolving would block the loop's thread */
+    int n = corio_getaddrinfo(host, port, SOCK_STREAM, out);
+    /* /etc/hosts may list an address twice (::1 as localhost and ip6-localhost). */
+    for (int i = 1; n > 0 && i < n; i++)
+        for (int j = 0; j < i; j++)
+            if ((*out)[i].len == (*out)[j].len &&
+                memcmp(&(*out)[i].u, &(*out)[j].u, (*out)[i].len) == 0) {
+                (*out)[i--] = (*out)[--n];
+                break;
+            }
+    return n;
+}
+
+static void set_port(corio_sockaddr_t *a, int port)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        a->u.in.sin_port = htons((uint16_t)port);
+    else
+        a->u.in6.sin6_port = htons((uint16_t)port);
+}
+
+/* A family the kernel lacks is skipped while another address binds (an
+ * IPv6-less kernel still serves NULL's IPv4 half). */
+static bool skippable(const corio_sockaddr_t *a, int err)
+{
+    return err == -EAFNOSUPPORT || (a->u.sa.sa_family == AF_INET6 && err == -EADDRNOTAVAIL &&
+                                    IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr));
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* Listens on every address, with one port for all of them: port 0 takes the
+ * port the first one got, and a clash on a later address starts over with
+ * a new pick. Returns the number of fds written to fds. */
+static int listen_all(corio_sockaddr_t *addrs, int n, int port, const corio_server_options_t *opts,
+                      int *fds)
+{
+    int backlog = opts ? opts->backlog : 0;
+    bool reuse_port = opts && opts->reuse_port;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int k = 0, rc = 0, picked = port;
+        for (int i = 0; i < n && rc == 0; i++) {
+            corio_sockaddr_t a = addrs[i], bound;
+            set_port(&a, picked);
+            int fd = corio_tcp_listen_addr(&a, backlog, reuse_port, &bound);
+            if (fd >= 0) {
+                fds[k++] = fd;
+                picked = corio_sockaddr_port(&bound);
+            } else if (!skippable(&a, fd) || (i == n - 1 && k == 0)) {
+                rc = fd;
+            }
+        }
+        if (rc == 0)
+            return k;
+        close_all(fds, k);
+        if (rc != -EADDRINUSE || port != 0 || k == 0)
+            return rc;
+    }
+    return -EADDRINUSE;
 }
 
 int corio_start_server(const char *host, int port, corio_client_fn on_client, void *arg,
@@ -221,14 +354,24 @@ int corio_start_server(const char *host, int port, corio_client_fn on_client, vo
     if (!out || !on_client)
         return -EINVAL;
     *out = NULL;
-    int fd = corio_tcp_listen(host, port, opts ? opts->backlog : 0, NULL);
-    if (fd < 0)
-        return fd;
-    int rc = corio_server_adopt(fd, on_client, arg, opts, out);
-    if (rc < 0)
-        close(fd);
-    else
-        (*out)->made_fd = true;
+    if (!corio__tls_loop)
+        return -EINVAL;
+    corio_sockaddr_t *addrs = NULL;
+    int n = server_addrs(host, port, &addrs); /* > 0 or an error */
+    if (n < 0)
+        return n;
+    int *fds = calloc((size_t)n, sizeof *fds);
+    int rc = fds ? listen_all(addrs, n, port, opts, fds) : -ENOMEM;
+    free(addrs);
+    if (rc > 0) {
+        n = rc;
+        rc = server_new(fds, n, on_client, arg, opts, out);
+        if (rc < 0)
+            close_all(fds, n);
+        else
+            (*out)->made_fd = true;
+    }
+    free(fds);
     return rc;
 }
 
@@ -272,9 +415,23 @@ static void remove_unix_path(corio_server_t *srv)
 
 int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t *out)
 {
-    if (!srv || srv->fd < 0)
+    if (!srv || srv->closing)
         return -EBADF;
-    return corio_sockname(srv->fd, out);
+    return corio_sockname(srv->ls[0].fd, out);
+}
+
+int corio_server_socknames(const corio_server_t *srv, corio_sockaddr_t *out, int max)
+{
+    if (!srv || max < 0 || (max > 0 && !out))
+        return -EINVAL;
+    if (srv->closing)
+        return 0;
+    for (int i = 0; i < srv->nls && i < max; i++) {
+        int rc = corio_sockname(srv->ls[i].fd, &out[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return srv->nls;
 }
 
 int corio_server_port(const corio_server_t *srv)
@@ -297,20 +454,23 @@ void corio_server_close(corio_server_t *srv)
     if (!srv || srv->closing)
         return;
     srv->closing = true;
-    if (!corio_task_done(srv->acceptor))
-        corio_task_cancel(srv->acceptor);
+    for (int i = 0; i < srv->nls; i++)
+        if (!corio_task_done(srv->ls[i].acceptor))
+            corio_task_cancel(srv->ls[i].acceptor);
     /* Stop listening now, as asyncio does: shutdown ends the accept in
      * flight at once; the file itself stays referenced by that operation
      * until its completion. Not for an adopted listener: another process
      * (systemd, a pre-forked sibling) may share it and go on listening. */
     remove_unix_path(srv);
-    if (srv->fd >= 0) {
-        if (srv->made_fd)
-            shutdown(srv->fd, SHUT_RDWR);
-        corio__submit_queued(srv->loop); /* an accept queued this turn */
-        close(srv->fd);
-        srv->fd = -1;
-    }
+    for (int i = 0; i < srv->nls; i++)
+        if (srv->made_fd && srv->ls[i].fd >= 0)
+            shutdown(srv->ls[i].fd, SHUT_RDWR);
+    corio__submit_queued(srv->loop); /* an accept queued this turn */
+    for (int i = 0; i < srv->nls; i++)
+        if (srv->ls[i].fd >= 0) {
+            close(srv->ls[i].fd);
+            srv->ls[i].fd = -1;
+        }
     if (!corio_future_done(srv->closed_fut))
         corio_future_set_result(srv->closed_fut, corio_value_int(0));
 }
@@ -333,6 +493,33 @@ static int wait_idle(corio_server_t *srv, int64_t deadline)
     return 0;
 }
 
+static bool acceptors_done(const corio_server_t *srv)
+{
+    for (int i = 0; i < srv->nls; i++)
+        if (!srv->ls[i].done)
+            return false;
+    return true;
+}
+
+/* Waits for the acceptors, and for their done-callbacks, which close the
+ * sockets. */
+static int wait_acceptors(corio_server_t *srv)
+{
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].done)
+            continue;
+        int rc = corio_task_await(srv->ls[i].acceptor, NULL);
+        if (rc == -ECANCELED && corio_current_task() && corio_task_cancelling(corio_current_task()))
+            return rc;
+    }
+    while (!acceptors_done(srv)) {
+        int rc = corio_sleep(0);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int corio_server_wait_closed(corio_server_t *srv, int64_t deadline)
 {
     if (!srv)
@@ -348,29 +535,20 @@ int corio_server_wait_closed(corio_server_t *srv, int64_t deadline)
         result = -ETIMEDOUT;
         rc = wait_idle(srv, CORIO_NEVER);
     }
-    if (rc < 0)
-        return rc;
-    if (!srv->acceptor_done) {
-        rc = corio_task_await(srv->acceptor, NULL);
-        if (rc == -ECANCELED && corio_current_task() && corio_task_cancelling(corio_current_task()))
-            return rc;
-        /* Let its done-callback (which closes the socket) run. */
-        while (!srv->acceptor_done) {
-            rc = corio_sleep(0);
-            if (rc < 0)
-                return rc;
-        }
-    }
-    return result;
+    if (rc == 0)
+        rc = wait_acceptors(srv);
+    return rc < 0 ? rc : result;
 }
 
 int corio_server_free(corio_server_t *srv)
 {
     if (!srv)
         return 0;
-    if (!srv->closing || srv->stats.connections > 0 || !srv->acceptor_done)
+    if (!srv->closing || srv->stats.connections > 0 || !acceptors_done(srv))
         return -EBUSY;
-    corio_task_release(srv->acceptor);
+    for (int i = 0; i < srv->nls; i++)
+        corio_task_release(srv->ls[i].acceptor);
+    free(srv->ls);
     corio_future_unref(srv->closed_fut);
     if (srv->idle_fut)
         corio_future_unref(srv->idle_fut);

@@ -99,8 +99,10 @@ static intptr_t addresses_main(void *arg)
     corio_server_t *srv;
     CHECK_EQ(corio_start_server("127.0.0.1", port, echo_once, NULL, NULL, &srv),
              -EADDRINUSE);
-    CHECK_EQ(corio_start_server("no.such.host", 0, echo_once, NULL, NULL, &srv),
-             -EINVAL);
+    CHECK_EQ(corio_start_server("no-such-host.invalid", 0, echo_once, NULL, NULL, &srv),
+             -EADDRNOTAVAIL);
+    CHECK_EQ(corio_start_server("localhost", 70000, echo_once, NULL, NULL, &srv), -EINVAL);
+    CHECK_EQ(corio_start_server(NULL, -1, echo_once, NULL, NULL, &srv), -EINVAL);
     /* Adopting anything but a listening socket is refused, the fd kept. */
     int pipefd[2];
     CHECK_EQ(pipe(pipefd), 0);
@@ -808,8 +810,153 @@ static intptr_t bind_and_close_main(void *arg)
 
 static void bind_and_close(void) { run(bind_and_close_main); }
 
+
+/* ---- servers on several addresses (asyncio's start_server) ----------------- */
+
+/* Sends a line to addr's echo server and checks it comes back. */
+static void echo_through(const corio_sockaddr_t *addr)
+{
+    int fd = corio_socket(addr->u.sa.sa_family, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    CHECK_EQ(corio_connect(fd, addr, SOON(2000)), 0);
+    CHECK_EQ(corio_send(fd, "ping\n", 5, SOON(2000), NULL), 5);
+    char buf[8];
+    size_t got = 0;
+    while (got < 5) {
+        ssize_t n = corio_recv(fd, buf + got, sizeof buf - got, 0, SOON(2000));
+        CHECK(n > 0);
+        got += (size_t)n;
+    }
+    CHECK(got == 5 && memcmp(buf, "ping\n", 5) == 0);
+    corio_close(fd);
+}
+
+static bool ipv6_available(void)
+{
+    int fd = corio_tcp_listen("::1", 0, 1, NULL);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+static void close_and_free(corio_server_t *srv)
+{
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+}
+
+/* NULL listens on every interface of both families, on one port. */
+static intptr_t wildcard_main(void *arg)
+{
+    (void)arg;
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server(NULL, 0, echo_once, NULL, NULL, &srv), 0);
+    int port = corio_server_port(srv);
+    CHECK(port > 0);
+    corio_sockaddr_t names[4];
+    int n = corio_server_socknames(srv, names, 4);
+    CHECK_EQ(n, ipv6_available() ? 2 : 1);
+    CHECK_EQ(names[0].u.sa.sa_family, AF_INET);
+    corio_sockaddr_t to;
+    CHECK_EQ(corio_sockaddr_ip(&to, "127.0.0.1", port), 0);
+    echo_through(&to);
+    if (n == 2) {
+        CHECK_EQ(names[1].u.sa.sa_family, AF_INET6);
+        CHECK_EQ(corio_sockaddr_port(&names[1]), port);
+        CHECK_EQ(corio_sockaddr_ip(&to, "::1", port), 0);
+        echo_through(&to);
+    }
+    CHECK_EQ(corio_server_socknames(srv, NULL, 0), n);
+    CHECK_EQ(corio_server_socknames(srv, NULL, 1), -EINVAL);
+    corio_server_stats_t st;
+    CHECK_EQ(corio_server_stats(srv, &st), 0);
+    CHECK_EQ(st.accepted, (uint64_t)n);
+    close_and_free(srv);
+    /* Every listener is gone: nothing answers on either family. */
+    CHECK_EQ(corio_sockaddr_ip(&to, "127.0.0.1", port), 0);
+    int fd = corio_socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_EQ(corio_connect(fd, &to, SOON(2000)), -ECONNREFUSED);
+    close(fd);
+    if (n == 2) {
+        CHECK_EQ(corio_sockaddr_ip(&to, "::1", port), 0);
+        fd = corio_socket(AF_INET6, SOCK_STREAM, 0);
+        CHECK_EQ(corio_connect(fd, &to, SOON(2000)), -ECONNREFUSED);
+        close(fd);
+    }
+    return 0;
+}
+
+static void server_every_interface(void) { run(wildcard_main); }
+
+/* A name is resolved off the loop and listened on at each address. */
+static intptr_t named_main(void *arg)
+{
+    (void)arg;
+    corio_sockaddr_t *want;
+    int nwant = corio_getaddrinfo("localhost", 0, SOCK_STREAM, &want);
+    CHECK(nwant > 0);
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("localhost", 0, echo_once, NULL, NULL, &srv), 0);
+    corio_sockaddr_t names[8];
+    int n = corio_server_socknames(srv, names, 8);
+    CHECK(n >= 1 && n <= nwant);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(corio_sockaddr_port(&names[i]), corio_server_port(srv));
+        echo_through(&names[i]);
+    }
+    free(want);
+    close_and_free(srv);
+    return 0;
+}
+
+static void server_on_a_name(void) { run(named_main); }
+
+static intptr_t never_served(corio_stream_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+/* Resolving a name would block the loop's thread outside a task. */
+static void start_named_outside_task(void *arg)
+{
+    int *rc = arg;
+    corio_server_t *srv = NULL;
+    *rc = corio_start_server("localhost", 0, never_served, NULL, NULL, &srv);
+    CHECK(srv == NULL);
+}
+
+/* SO_REUSEPORT lets a second server share the port; without it, refused. */
+static intptr_t reuse_port_main(void *arg)
+{
+    (void)arg;
+    int rc = 0;
+    CHECK_EQ(corio_loop_call_soon(corio_loop_current(), NULL, start_named_outside_task, &rc), 0);
+    for (int i = 0; i < 10 && rc == 0; i++)
+        CHECK_EQ(corio_sleep(0), 0);
+    CHECK_EQ(rc, -EDEADLK);
+    corio_server_options_t opts = {.reuse_port = true};
+    corio_server_t *a, *b, *c;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, echo_once, NULL, &opts, &a), 0);
+    int port = corio_server_port(a);
+    CHECK_EQ(corio_start_server("127.0.0.1", port, echo_once, NULL, &opts, &b), 0);
+    CHECK_EQ(corio_start_server("127.0.0.1", port, echo_once, NULL, NULL, &c), -EADDRINUSE);
+    corio_sockaddr_t to;
+    CHECK_EQ(corio_sockaddr_ip(&to, "127.0.0.1", port), 0);
+    close_and_free(a);
+    echo_through(&to); /* b still serves the port */
+    close_and_free(b);
+    return 0;
+}
+
+static void server_reuse_port(void) { run(reuse_port_main); }
+
 TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
           CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
           CASE(accept_racing_close), CASE(close_paths), CASE_T(connect_tries_next_address, 60),
-          CASE(bind_and_close))
+          CASE(bind_and_close), CASE(server_every_interface), CASE(server_on_a_name),
+          CASE(server_reuse_port))

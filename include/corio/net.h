@@ -64,6 +64,12 @@ CORIO_API int corio_socket(int domain, int type, int protocol);
  * chosen port). Returns the fd, -EINVAL for a bad host or port,
  * -EADDRINUSE, -EACCES, ... Any thread. */
 CORIO_API int corio_tcp_listen(const char *host, int port, int backlog, corio_sockaddr_t *bound);
+/* The same on an IPv4 or IPv6 address (-EINVAL for another family). An
+ * IPv6 listener is IPv6-only, so an IPv4 one may share its port. With
+ * reuse_port, SO_REUSEPORT too: several sockets (processes) listen on one
+ * port and the kernel spreads the connections. Any thread. */
+CORIO_API int corio_tcp_listen_addr(const corio_sockaddr_t *addr, int backlog, bool reuse_port,
+                                    corio_sockaddr_t *bound);
 /* A listening Unix stream socket at path (an existing socket file there is
  * replaced). */
 CORIO_API int corio_unix_listen(const char *path, int backlog);

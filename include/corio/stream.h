@@ -149,12 +149,18 @@ typedef struct corio_server_options {
     size_t stack_size;            /* handler task stacks; 0: the default */
     corio_stream_options_t stream; /* for each connection's stream */
     int64_t emfile_backoff_ns;    /* pause after EMFILE/ENFILE; 0: 100 ms */
+    bool reuse_port;              /* SO_REUSEPORT: processes share the port */
 } corio_server_options_t;
 
-/* start_server: listens on a numeric host (NULL or "" for 0.0.0.0, "::1"
- * for IPv6) and port (0 picks one: see corio_server_port), SO_REUSEADDR
- * set, and starts accepting: each connection runs on_client(stream, arg)
- * in a new task. Returns 0 and *out, or -EINVAL (bad host or port),
+/* start_server: listens on host and port, SO_REUSEADDR set, and starts
+ * accepting: each connection runs on_client(stream, arg) in a new task.
+ * As with asyncio, host NULL or "" means every interface, IPv4 (0.0.0.0)
+ * and IPv6 (::, skipped on a kernel without IPv6); a numeric address
+ * ("127.0.0.1", "::1") is used as it is; a name ("localhost") is resolved
+ * on the loop's default thread pool and every address it has is listened
+ * on, which needs a task (-EDEADLK outside one). Port 0 picks one free
+ * port, the same on every address (see corio_server_port). Returns 0 and
+ * *out, or -EINVAL (bad port, no loop), -EADDRNOTAVAIL (unknown name),
  * -EADDRINUSE, ... Loop thread. */
 CORIO_API int corio_start_server(const char *host, int port, corio_client_fn on_client, void *arg,
                                  const corio_server_options_t *opts, corio_server_t **out);
@@ -171,6 +177,9 @@ CORIO_API int corio_server_adopt(int listen_fd, corio_client_fn on_client, void 
 /* The bound port (IP servers), or -1. */
 CORIO_API int corio_server_port(const corio_server_t *srv);
 CORIO_API int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t *out);
+/* asyncio's Server.sockets: writes the address of up to max listening
+ * sockets to out and returns how many the server has (0 once closed). */
+CORIO_API int corio_server_socknames(const corio_server_t *srv, corio_sockaddr_t *out, int max);
 
 /* Waits until the server is closed. Returns 0, -ECANCELED (the server goes
  * on: close it), -ETIMEDOUT. Task only. */
