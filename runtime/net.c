@@ -2,6 +2,7 @@
  * kernel operation through corio__io_await (so cancellation and deadlines
  * wait for the operation's own completion before the caller's buffer goes). */
 #include "internal.h"
+#include "sync_internal.h"
 #include "corio/executor.h"
 #include "corio/net.h"
 
@@ -372,9 +373,9 @@ int corio_connect(int fd, const corio_sockaddr_t *addr, int64_t deadline)
     return corio__io_await(loop, sqe, deadline, NULL);
 }
 
-/* Tries each address in turn; returns the first connected fd or the last
- * error. Not static: the tests call it with addresses of their own. */
-int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadline)
+/* One address after another: the caller's deadline or cancellation ends
+ * the tries; the kernel's own -ETIMEDOUT (SYNs unanswered) moves on. */
+static int connect_in_turn(const corio_sockaddr_t *addrs, int n, int64_t deadline)
 {
     int rc = -EADDRNOTAVAIL;
     for (int i = 0; i < n; i++) {
@@ -389,12 +390,185 @@ int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadl
             return fd;
         }
         close(fd);
-        /* The caller's deadline or cancellation ends the tries; the
-         * kernel's own -ETIMEDOUT (SYNs unanswered) moves to the next. */
         if ((rc == -ECANCELED || rc == -ETIMEDOUT) && corio__interrupt_pending(deadline))
             break;
     }
     return rc;
+}
+
+/* RFC 8305's order: the first address's family, then the other, in turn,
+ * each family keeping its own order. Not static: tested directly. */
+void corio__interleave_families(const corio_sockaddr_t *in, int n, corio_sockaddr_t *out)
+{
+    int first = in[0].u.sa.sa_family, k = 0;
+    int next_same = 0, next_other = 0;
+    bool want_same = true;
+    while (k < n) {
+        int *next = want_same ? &next_same : &next_other;
+        while (*next < n && (in[*next].u.sa.sa_family == first) != want_same)
+            (*next)++;
+        if (*next < n)
+            out[k++] = in[(*next)++];
+        want_same = !want_same;
+    }
+}
+
+/* ---- Happy Eyeballs: a staggered race of connection attempts -------------- */
+
+typedef struct attempt {
+    corio_sockaddr_t addr;
+    int64_t deadline;
+    corio_task_t *task;
+    bool reaped;
+} attempt_t;
+
+static intptr_t attempt_main(void *arg)
+{
+    attempt_t *a = arg;
+    int fd = corio_socket(a->addr.u.sa.sa_family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    int rc = corio_connect(fd, &a->addr, a->deadline);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* The fd or error of a finished attempt. */
+static int attempt_result(attempt_t *a)
+{
+    a->reaped = true;
+    corio_value_t v;
+    int rc = corio_future_result(corio_task_future(a->task), &v);
+    return rc < 0 ? rc : (int)corio_value_as_int(v);
+}
+
+typedef struct race {
+    attempt_t *at;
+    corio_future_t **pending, **done;
+    int n, started, fd, err;
+    int64_t next_start; /* when the next attempt may start without a failure */
+} race_t;
+
+static int race_start_next(race_t *r, int64_t delay)
+{
+    attempt_t *a = &r->at[r->started];
+    int rc = corio_spawn(NULL, &a->task, attempt_main, a,
+                         &(corio_task_options_t){.name = "connect-attempt"});
+    if (rc < 0)
+        return rc;
+    r->started++;
+    r->next_start = corio_now() + delay;
+    return 0;
+}
+
+/* Reaps the attempts that finished: the first connection wins. */
+static void race_reap(race_t *r, size_t ndone)
+{
+    for (size_t i = 0; i < ndone; i++)
+        for (int j = 0; j < r->started; j++) {
+            attempt_t *a = &r->at[j];
+            if (a->reaped || corio_task_future(a->task) != r->done[i])
+                continue;
+            int rc = attempt_result(a);
+            if (rc >= 0 && r->fd < 0)
+                r->fd = rc;
+            else if (rc >= 0)
+                close(rc); /* connected in the same turn as the winner */
+            else {
+                r->err = rc;
+                r->next_start = corio_now(); /* a failure starts the next at once */
+            }
+        }
+}
+
+/* Waits for an attempt to finish or the next start time; false when the
+ * race is over (a connection, every attempt failed, the deadline, or the
+ * caller cancelled). */
+static bool race_step(race_t *r, int64_t delay, int64_t deadline)
+{
+    if (r->fd >= 0)
+        return false;
+    if (r->started < r->n && corio_now() >= r->next_start) {
+        int rc = race_start_next(r, delay);
+        if (rc < 0) {
+            r->err = rc;
+            return false;
+        }
+    }
+    size_t np = 0;
+    for (int j = 0; j < r->started; j++)
+        if (!r->at[j].reaped)
+            r->pending[np++] = corio_task_future(r->at[j].task);
+    if (np == 0 && r->started == r->n)
+        return false; /* every attempt failed: r->err is the last error */
+    if (deadline != CORIO_NEVER && corio_now() >= deadline) {
+        r->err = -ETIMEDOUT;
+        return false;
+    }
+    int64_t until = r->started < r->n && r->next_start < deadline ? r->next_start : deadline;
+    size_t ndone = 0;
+    int rc = np ? corio_wait(r->pending, np, corio__timeout_for(until), CORIO_FIRST_COMPLETED,
+                             r->done, &ndone, NULL, NULL)
+                : corio_sleep(corio__time_until(until));
+    if (rc < 0) {
+        r->err = rc;
+        return false;
+    }
+    race_reap(r, ndone);
+    return true;
+}
+
+/* The attempts still running are cancelled and awaited, whatever happened
+ * to the caller; one that connected all the same is closed. */
+static void race_finish(race_t *r)
+{
+    for (int j = 0; j < r->started; j++) {
+        attempt_t *a = &r->at[j];
+        if (!a->reaped) {
+            corio_task_cancel(a->task);
+            corio__await_shielded(corio_task_future(a->task));
+            int rc = attempt_result(a);
+            if (rc >= 0)
+                close(rc);
+        }
+        corio_task_release(a->task);
+    }
+}
+
+int corio_tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t delay_ns,
+                            int64_t deadline)
+{
+    if (!addrs || n <= 0)
+        return -EINVAL;
+    if (!corio_current_task())
+        return -EDEADLK;
+    if (n == 1 || delay_ns < 0)
+        return connect_in_turn(addrs, n, deadline);
+    race_t r = {.n = n, .fd = -1, .err = -EADDRNOTAVAIL, .next_start = corio_now()};
+    r.at = calloc((size_t)n, sizeof *r.at);
+    corio_sockaddr_t *order = calloc((size_t)n, sizeof *order);
+    r.pending = calloc((size_t)n, sizeof *r.pending);
+    r.done = calloc((size_t)n, sizeof *r.done);
+    if (!r.at || !order || !r.pending || !r.done)
+        r.err = -ENOMEM;
+    else
+        corio__interleave_families(addrs, n, order);
+    for (int i = 0; r.at && order && i < n; i++)
+        r.at[i] = (attempt_t){.addr = order[i], .deadline = deadline};
+    while (r.err != -ENOMEM && race_step(&r, delay_ns, deadline))
+        ;
+    if (r.at)
+        race_finish(&r);
+    free(r.at);
+    free(order);
+    free(r.pending);
+    free(r.done);
+    if (r.fd >= 0)
+        corio_set_nodelay(r.fd, true);
+    return r.fd >= 0 ? r.fd : r.err;
 }
 
 int corio_tcp_connect(const char *host, int port, int64_t deadline)
@@ -403,7 +577,7 @@ int corio_tcp_connect(const char *host, int port, int64_t deadline)
     int n = resolve(host, port, SOCK_STREAM, &addrs, deadline);
     if (n < 0)
         return n;
-    int rc = corio__tcp_connect_addrs(addrs, n, deadline);
+    int rc = corio_tcp_connect_addrs(addrs, n, CORIO_CONNECT_DELAY, deadline);
     free(addrs);
     return rc;
 }

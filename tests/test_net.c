@@ -19,7 +19,7 @@
 
 #define MS CORIO_NS_PER_MS
 
-int corio__tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t deadline);
+void corio__interleave_families(const corio_sockaddr_t *in, int n, corio_sockaddr_t *out);
 #define SOON(ms) (corio_now() + (ms) * MS)
 
 static void run(corio_task_fn fn)
@@ -185,13 +185,17 @@ static intptr_t resolve_main(void *arg)
     corio_sockaddr_t two[2];
     corio_sockaddr_ip(&two[0], "127.0.0.1", port); /* closed above: refused */
     corio_sockaddr_ip(&two[1], "127.0.0.1", corio_server_port(srv));
-    int fd = corio__tcp_connect_addrs(two, 2, SOON(2000));
-    CHECK(fd >= 0);
-    corio_sockaddr_t peer;
-    CHECK_EQ(corio_peername(fd, &peer), 0);
-    CHECK_EQ(corio_sockaddr_port(&peer), corio_server_port(srv));
-    close(fd);
-    CHECK_EQ(corio__tcp_connect_addrs(two, 1, SOON(2000)), -ECONNREFUSED);
+    for (int64_t delay = -1; delay <= CORIO_CONNECT_DELAY; delay += CORIO_CONNECT_DELAY + 1) {
+        int fd = corio_tcp_connect_addrs(two, 2, delay, SOON(2000));
+        CHECK(fd >= 0);
+        corio_sockaddr_t peer;
+        CHECK_EQ(corio_peername(fd, &peer), 0);
+        CHECK_EQ(corio_sockaddr_port(&peer), corio_server_port(srv));
+        close(fd);
+    }
+    CHECK_EQ(corio_tcp_connect_addrs(two, 1, CORIO_CONNECT_DELAY, SOON(2000)), -ECONNREFUSED);
+    CHECK_EQ(corio_tcp_connect_addrs(two, 0, CORIO_CONNECT_DELAY, SOON(2000)), -EINVAL);
+    CHECK_EQ(corio_tcp_connect_addrs(NULL, 2, CORIO_CONNECT_DELAY, SOON(2000)), -EINVAL);
     corio_server_close(srv);
     CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
     CHECK_EQ(corio_server_free(srv), 0);
@@ -679,6 +683,74 @@ int socket(int domain, int type, int protocol)
     return fd;
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+static intptr_t race_unanswered(void *arg)
+{
+    corio_sockaddr_t *addrs = arg;
+    return corio_tcp_connect_addrs(addrs, 2, CORIO_CONNECT_DELAY, CORIO_NEVER);
+}
+
+/* addrs[0] never answers (its SYNs are dropped, for about two minutes by
+ * default): in turn, the deadline ends the connect; raced, the second
+ * address starts after the delay and wins, and the loser is cancelled. */
+static void happy_eyeballs(corio_sockaddr_t *addrs, corio_sockaddr_t good)
+{
+    int before = open_fds();
+    CHECK_EQ(corio_tcp_connect_addrs(addrs, 2, -1, SOON(1500)), -ETIMEDOUT);
+    int fd = corio_tcp_connect_addrs(addrs, 2, CORIO_CONNECT_DELAY, SOON(1500));
+    CHECK(fd >= 0);
+    corio_sockaddr_t peer;
+    CHECK_EQ(corio_peername(fd, &peer), 0);
+    CHECK_EQ(corio_sockaddr_port(&peer), corio_sockaddr_port(&good));
+    int v = 0;
+    socklen_t vl = sizeof v;
+    CHECK_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    CHECK_EQ(v, 1);
+    close(fd);
+    CHECK_EQ(open_fds(), before); /* the losing attempt's socket is closed */
+    /* Neither answers: the deadline ends the race, both attempts cancelled. */
+    corio_sockaddr_t both[2] = {addrs[0], addrs[0]};
+    CHECK_EQ(corio_tcp_connect_addrs(both, 2, CORIO_CONNECT_DELAY, SOON(600)), -ETIMEDOUT);
+    CHECK_EQ(open_fds(), before);
+    /* The caller cancelled mid-race: -ECANCELED, nothing left open. */
+    corio_task_t *t;
+    CHECK_EQ(corio_spawn(NULL, &t, race_unanswered, both, NULL), 0);
+    CHECK_EQ(corio_sleep(400 * MS), 0); /* both attempts are in the kernel */
+    CHECK_EQ(corio_task_cancel(t), 0);
+    corio_value_t out;
+    CHECK_EQ(corio_task_await(t, &out), -ECANCELED);
+    corio_task_release(t);
+    CHECK_EQ(open_fds(), before);
+}
+
+/* RFC 8305's interleaving: families alternate, each keeping its order. */
+static intptr_t interleave_main(void *arg)
+{
+    (void)arg;
+    const char *in[] = {"::1", "::2", "::3", "127.0.0.1", "127.0.0.2"};
+    const char *want[] = {"[::1]:1", "127.0.0.1:1", "[::2]:1", "127.0.0.2:1", "[::3]:1"};
+    corio_sockaddr_t a[5], out[5];
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(corio_sockaddr_ip(&a[i], in[i], 1), 0);
+    corio__interleave_families(a, 5, out);
+    char buf[64];
+    for (int i = 0; i < 5; i++)
+        CHECK(strcmp(corio_sockaddr_str(&out[i], buf, sizeof buf), want[i]) == 0);
+    corio__interleave_families(a, 3, out); /* one family: unchanged */
+    for (int i = 0; i < 3; i++)
+        CHECK(memcmp(&out[i], &a[i], sizeof a[i]) == 0);
+    return 0;
+}
+
+static void connect_interleaves_families(void) { run(interleave_main); }
+
 static intptr_t connect_next_main(void *arg)
 {
     (void)arg;
@@ -695,7 +767,7 @@ static intptr_t connect_next_main(void *arg)
     g_short_syn = true;
     corio_sockaddr_t addrs[] = {full, good};
     int64_t t0 = corio_now();
-    int fd = corio__tcp_connect_addrs(addrs, 2, CORIO_NEVER);
+    int fd = corio_tcp_connect_addrs(addrs, 2, -1, CORIO_NEVER);
     g_short_syn = false;
     CHECK(fd >= 0); /* the second address, after the kernel gave up on the first */
     corio_sockaddr_t peer;
@@ -705,8 +777,9 @@ static intptr_t connect_next_main(void *arg)
     close(fd);
     /* The caller's deadline still ends the tries at once. */
     g_short_syn = true;
-    CHECK_EQ(corio__tcp_connect_addrs(addrs, 2, SOON(200)), -ETIMEDOUT);
+    CHECK_EQ(corio_tcp_connect_addrs(addrs, 2, -1, SOON(200)), -ETIMEDOUT);
     g_short_syn = false;
+    happy_eyeballs(addrs, good);
     for (int i = 0; i < nfill; i++)
         close(fill[i]);
     close(lf);
@@ -959,4 +1032,4 @@ TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_serve
           CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
           CASE(accept_racing_close), CASE(close_paths), CASE_T(connect_tries_next_address, 60),
           CASE(bind_and_close), CASE(server_every_interface), CASE(server_on_a_name),
-          CASE(server_reuse_port))
+          CASE(server_reuse_port), CASE(connect_interleaves_families))

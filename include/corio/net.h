@@ -89,10 +89,22 @@ CORIO_API int corio_set_nodelay(int fd, bool on);
 CORIO_API int corio_accept(int fd, corio_sockaddr_t *peer, int64_t deadline);
 /* Connects fd to addr. Returns 0, -ECONNREFUSED, -ENETUNREACH, ... */
 CORIO_API int corio_connect(int fd, const corio_sockaddr_t *addr, int64_t deadline);
-/* Resolves host (names allowed) and connects a TCP socket to each address
- * in turn until one accepts. Returns the connected fd with TCP_NODELAY set,
+/* Resolves host (names allowed) and connects a TCP socket, racing its
+ * addresses by Happy Eyeballs with CORIO_CONNECT_DELAY (see
+ * corio_tcp_connect_addrs). Returns the connected fd with TCP_NODELAY set,
  * or the last address's error. */
 CORIO_API int corio_tcp_connect(const char *host, int port, int64_t deadline);
+/* Happy Eyeballs (RFC 8305), asyncio's happy_eyeballs_delay: 250 ms. */
+#define CORIO_CONNECT_DELAY (250 * CORIO_NS_PER_MS)
+/* Connects to one of addrs[0..n). With delay_ns >= 0 the attempts race,
+ * staggered: the addresses are ordered by family in turn (the first one's
+ * family first), each attempt starts when the one before failed or has not
+ * connected within delay_ns, the first connection wins and the others are
+ * cancelled. With delay_ns < 0 one address after another, each until the
+ * kernel gives up on it. Returns the fd (TCP_NODELAY set) or the last
+ * error; -ETIMEDOUT at the deadline, -EINVAL for no addresses. Task only. */
+CORIO_API int corio_tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t delay_ns,
+                                      int64_t deadline);
 /* Connects a Unix stream socket to path; returns the fd. */
 CORIO_API int corio_unix_connect(const char *path, int64_t deadline);
 
