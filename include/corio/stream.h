@@ -36,8 +36,8 @@ typedef struct corio_stream_options {
 CORIO_API int corio_stream_new(int fd, const corio_stream_options_t *opts, corio_stream_t **out);
 
 /* open_connection: resolves host without blocking the loop (names allowed),
- * tries each address in turn, and wraps the connected socket (TCP_NODELAY
- * set). Returns 0 and *out, or the connection error (-ECONNREFUSED,
+ * races its addresses by Happy Eyeballs (corio_tcp_connect), and wraps the
+ * connected socket (TCP_NODELAY set). Returns 0 and *out, or the connection error (-ECONNREFUSED,
  * -EADDRNOTAVAIL for an unknown host, -EINVAL for a bad port, -ETIMEDOUT).
  * Task only. */
 CORIO_API int corio_open_connection(const char *host, int port, const corio_stream_options_t *opts,
