@@ -440,14 +440,16 @@ int corio_open_beneath(int dirfd, const char *path, int flags, int64_t deadline)
 {
     if (!path)
         return -EINVAL;
-    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC | O_NONBLOCK),
-                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED};
     /* A lookup answered from the dentry cache never waits for a disk, and
      * O_NONBLOCK keeps a FIFO's or a device's open from waiting for its
-     * other end; it is cleared after, as io_uring's own inline open does. */
+     * other end; it is cleared after, as io_uring's own inline open does.
+     * O_PATH opens nothing, so it neither waits nor takes the flag. */
+    int nonblock = (flags & O_PATH) ? 0 : O_NONBLOCK;
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC | nonblock),
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED};
     long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
     if (fd >= 0) {
-        if (!(flags & O_NONBLOCK) &&
+        if (nonblock && !(flags & O_NONBLOCK) &&
             fcntl((int)fd, F_SETFL, flags & (O_APPEND | O_DIRECT | O_NOATIME)) < 0) {
             int err = -errno;
             close((int)fd);

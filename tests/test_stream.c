@@ -902,6 +902,16 @@ static intptr_t open_beneath_main(void *arg)
     CHECK(fd >= 0);
     CHECK_EQ(fcntl(fd, F_GETFL) & (O_NONBLOCK | O_APPEND), O_NONBLOCK | O_APPEND);
     close(fd);
+    /* O_PATH handles: a directory to open beneath in turn, and a file. */
+    CHECK_EQ(mkdirat(dfd, "sub", 0700), 0);
+    int sub = corio_open_beneath(dfd, "sub", O_PATH | O_DIRECTORY, SOON(1000));
+    CHECK(sub >= 0);
+    CHECK_EQ(fcntl(sub, F_GETFL) & O_PATH, O_PATH);
+    close(sub);
+    fd = corio_open_beneath(dfd, "file", O_PATH, SOON(1000));
+    CHECK(fd >= 0);
+    close(fd);
+    unlinkat(dfd, "sub", AT_REMOVEDIR);
     /* A FIFO with nobody at the other end opens at once for reading (it
      * used to block the loop's thread in the kernel until a writer came)
      * and fails for writing, as the ring's own open of it does. */
