@@ -466,7 +466,10 @@ static intptr_t handle(corio_stream_t *s, void *arg)
 static intptr_t main_task(void *arg)
 {
     (void)arg;
-    corio_server_options_t opts = {.stream = {.limit = MAX_HEADER}};
+    /* A client that stops taking a response is cut off after the timeout,
+     * also once the handler has left the rest to the server. */
+    corio_server_options_t opts = {.stream = {.limit = MAX_HEADER},
+                                   .close_timeout_ns = app.timeout};
     int rc = corio_start_server(app.host, app.port, handle, NULL, &opts, &app.srv);
     if (rc < 0) {
         fprintf(stderr, "http_server: cannot listen on %s port %d: %s\n", app.host, app.port,

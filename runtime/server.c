@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,11 +54,62 @@ static void report(corio_server_t *srv, const char *msg, int code)
     corio_loop_report(srv->loop, &ctx);
 }
 
+/* A mark that moves while the peer takes data: TCP's count of acked bytes
+ * (a send in flight hides how much of it went), what waits in the stream's
+ * buffer, and what waits in the socket's. */
+typedef struct progress {
+    uint64_t acked;
+    size_t buffered;
+    int outq;
+} progress_t;
+
+static progress_t progress_of(corio_stream_t *s)
+{
+    progress_t p = {.buffered = corio_stream_write_buffered(s)};
+    int fd = corio_stream_fd(s);
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+        p.acked = ti.tcpi_bytes_acked;
+    if (ioctl(fd, SIOCOUTQ, &p.outq) < 0)
+        p.outq = -1;
+    return p;
+}
+
+/* Sends what the handler left buffered while the peer takes it: one that
+ * takes nothing for the close timeout (as nginx's send_timeout) must not
+ * hold the connection for ever, and is cut off. A cancelled handler's
+ * connection is aborted at once. */
+static void close_conn(corio_server_t *srv, corio_stream_t *s)
+{
+    int64_t t = srv->opts.close_timeout_ns;
+    if (t == 0)
+        t = 30 * CORIO_NS_PER_SEC;
+    corio_stream_close(s);
+    progress_t last = progress_of(s);
+    int rc;
+    while ((rc = corio_stream_wait_closed(s, t < 0 ? CORIO_NEVER : corio_now() + t)) == -ETIMEDOUT) {
+        progress_t now = progress_of(s);
+        if (memcmp(&now, &last, sizeof now) == 0)
+            break;
+        last = now;
+    }
+    if (rc == -ETIMEDOUT) {
+        /* A reset: the kernel keeps nothing queued for a peer that reads nothing. */
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(corio_stream_fd(s), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    if (rc == -ETIMEDOUT || rc == -ECANCELED)
+        corio_stream_abort(s);
+}
+
 static intptr_t conn_main(void *arg)
 {
     conn_t *c = arg;
     c->srv->fn(c->stream, c->srv->arg);
     /* A handler's error belongs to the handler: the connection is over. */
+    close_conn(c->srv, c->stream);
     return 0;
 }
 

@@ -370,6 +370,75 @@ static intptr_t server_main(void *arg)
 
 static void server_graceful_close(void) { run(server_main); }
 
+/* ---- a peer that stops reading is cut off after the close timeout -------------- */
+
+enum { BIG = 16 << 20 };
+
+static intptr_t write_big_and_return(corio_stream_t *s, void *arg)
+{
+    char *big = calloc(1, BIG);
+    CHECK(big != NULL);
+    CHECK_EQ(corio_stream_write(s, big, BIG), 0); /* no drain: left buffered */
+    free(big);
+    *(int *)arg += 1;
+    return 0;
+}
+
+/* Reads until the end of the stream or an error; returns that and the count. */
+static ssize_t read_all(int fd, size_t *got)
+{
+    static char buf[1 << 16];
+    *got = 0;
+    for (;;) {
+        ssize_t n = corio_recv(fd, buf, sizeof buf, 0, SOON(5000));
+        if (n <= 0)
+            return n;
+        *got += (size_t)n;
+    }
+}
+
+static int client_of(int port)
+{
+    int fd = corio_socket(AF_INET, SOCK_STREAM, 0);
+    corio_sockaddr_t to;
+    CHECK_EQ(corio_sockaddr_ip(&to, "127.0.0.1", port), 0);
+    CHECK_EQ(corio_connect(fd, &to, SOON(2000)), 0);
+    return fd;
+}
+
+static intptr_t close_timeout_main(void *arg)
+{
+    (void)arg;
+    int handled = 0;
+    corio_server_options_t opts = {.close_timeout_ns = 200 * MS};
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, write_big_and_return, &handled, &opts, &srv), 0);
+    /* A reader gets every byte the handler left, then the end. */
+    int fd = client_of(corio_server_port(srv));
+    size_t got;
+    CHECK_EQ(read_all(fd, &got), 0);
+    CHECK_EQ(got, (size_t)BIG);
+    close(fd);
+    /* One that stops reading holds the connection only for the timeout:
+     * the server then aborts it, and the bytes stop short with a reset. */
+    fd = client_of(corio_server_port(srv));
+    while (handled < 2)
+        CHECK_EQ(corio_sleep(MS), 0);
+    CHECK_EQ(corio_sleep(600 * MS), 0);
+    corio_server_stats_t st;
+    CHECK_EQ(corio_server_stats(srv, &st), 0);
+    CHECK_EQ(st.connections, 0);
+    CHECK_EQ(read_all(fd, &got), -ECONNRESET);
+    CHECK(got < (size_t)BIG);
+    close(fd);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    return 0;
+}
+
+static void server_close_timeout(void) { run(close_timeout_main); }
+
 /* ---- closing: errors kept, readers ended, descriptors safe ------------------------------ */
 
 static void wait_closed_after_peer_error(bool aborting)
@@ -936,4 +1005,5 @@ TEST_MAIN(CASE(reading), CASE(cancel_mid_read), CASE_T(writing_flow_control, 60)
           CASE(server_graceful_close), CASE(closing),
           CASE(sendfile_uncached), CASE(huge_lengths),
           CASE(loop_close_finishes_sends), CASE(freed_stream_without_sqe),
-          CASE(writes_keep_order), CASE(free_after_loop_close), CASE(open_beneath))
+          CASE(writes_keep_order), CASE(free_after_loop_close), CASE(open_beneath),
+          CASE(server_close_timeout))

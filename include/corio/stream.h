@@ -140,8 +140,11 @@ CORIO_API void corio_stream_abort(corio_stream_t *s);
 
 typedef struct corio_server corio_server_t;
 
-/* Runs in a task of its own for each connection. The server owns s and
- * frees it (a graceful close) when the handler returns. */
+/* Runs in a task of its own for each connection. The server owns s: when
+ * the handler returns it closes s and sends what is buffered as long as the
+ * peer takes some of it within each close timeout; a peer that stopped
+ * reading is cut off (aborted). A cancelled handler's connection is
+ * aborted. */
 typedef intptr_t (*corio_client_fn)(corio_stream_t *s, void *arg);
 
 typedef struct corio_server_options {
@@ -150,6 +153,8 @@ typedef struct corio_server_options {
     corio_stream_options_t stream; /* for each connection's stream */
     int64_t emfile_backoff_ns;    /* pause after EMFILE/ENFILE; 0: 100 ms */
     bool reuse_port;              /* SO_REUSEPORT: processes share the port */
+    int64_t close_timeout_ns;     /* a peer taking none of what a handler left
+                                     for this long is cut off; 0: 30 s, < 0: never */
 } corio_server_options_t;
 
 /* start_server: listens on host and port, SO_REUSEADDR set, and starts
