@@ -97,9 +97,12 @@ static void waiter_unregister(waiter_t *w, corio_future_t *f)
 /* Awaits the waiter's trigger; 0, -ETIMEDOUT or -ECANCELED. */
 static int waiter_await(corio_future_t *t, int64_t deadline)
 {
+    /* Past the deadline already: interrupt_pending also records whether a
+     * scope's deadline or this call's own ended it, for the scopes' exits. */
+    int why = corio__interrupt_pending(deadline);
+    if (why)
+        return why;
     int64_t left = corio__timeout_for(deadline);
-    if (left == 0)
-        return -ETIMEDOUT;
     corio_value_t v;
     int rc = corio_await_timeout(t, left, &v);
     return rc == -ETIMEDOUT || rc == -ECANCELED ? rc : 0;

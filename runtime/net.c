@@ -504,8 +504,9 @@ static bool race_step(race_t *r, int64_t delay, int64_t deadline)
             r->pending[np++] = corio_task_future(r->at[j].task);
     if (np == 0 && r->started == r->n)
         return false; /* every attempt failed: r->err is the last error */
-    if (deadline != CORIO_NEVER && corio_now() >= deadline) {
-        r->err = -ETIMEDOUT;
+    int why = corio__interrupt_pending(deadline); /* also tells the scopes whose deadline it was */
+    if (why) {
+        r->err = why;
         return false;
     }
     int64_t until = r->started < r->n && r->next_start < deadline ? r->next_start : deadline;

@@ -96,6 +96,7 @@ int corio_timeout_exit(corio_timeout_t *s, int rc)
     if (rc == -ETIMEDOUT && t->scope_expired && s->deadline != CORIO_NEVER &&
         s->deadline <= outer && s->deadline <= corio_now()) {
         s->expired = true;
+        t->scope_expired = false; /* claimed: no outer scope claims it again */
         /* Expired and cancelled in the same turn: the cancellation goes on
          * (asyncio's Timeout does the same). */
         return t->cancel_requests ? -ECANCELED : -ETIMEDOUT;

@@ -226,6 +226,22 @@ static intptr_t attribution_main(void *arg)
     spin_until(corio_timeout_when(&s) + MS);
     CHECK_EQ(corio_timeout_exit(&s, rc), -ETIMEDOUT);
     CHECK(!corio_timeout_expired(&s));
+    /* An inner scope's expiry, once claimed, does not linger for the outer
+     * one: the iterator's own timeout after it is the block's. */
+    corio_timeout_t outer, inner;
+    corio_timeout(&outer, 20 * MS);
+    corio_timeout(&inner, MS);
+    CHECK_EQ(corio_timeout_exit(&inner, corio_sleep(SEC)), -ETIMEDOUT);
+    CHECK(corio_timeout_expired(&inner));
+    corio_as_completed_t *it;
+    CHECK_EQ(corio_as_completed_new(&f, 1, 0, &it), 0);
+    corio_future_t *got;
+    rc = corio_as_completed_next(it, &got);
+    CHECK_EQ(rc, -ETIMEDOUT);
+    corio_as_completed_free(it);
+    spin_until(corio_timeout_when(&outer) + MS);
+    CHECK_EQ(corio_timeout_exit(&outer, rc), -ETIMEDOUT);
+    CHECK(!corio_timeout_expired(&outer));
     /* wait_for cut by the scope: its inner shielded wait does not hide it. */
     corio_timeout(&s, 2 * MS);
     rc = corio_wait_for(f, 10 * SEC, NULL);
