@@ -449,6 +449,7 @@ typedef struct race {
     attempt_t *at;
     corio_future_t **pending, **done;
     int n, started, fd, err;
+    int limit;          /* attempts that may start: n, less after a spawn failed */
     int64_t next_start; /* when the next attempt may start without a failure */
 } race_t;
 
@@ -460,7 +461,7 @@ static int race_start_next(race_t *r, int64_t delay)
     if (rc < 0)
         return rc;
     r->started++;
-    r->next_start = corio_now() + delay;
+    r->next_start = corio__deadline_after(corio_now(), delay);
     return 0;
 }
 
@@ -491,25 +492,25 @@ static bool race_step(race_t *r, int64_t delay, int64_t deadline)
 {
     if (r->fd >= 0)
         return false;
-    if (r->started < r->n && corio_now() >= r->next_start) {
+    if (r->started < r->limit && corio_now() >= r->next_start) {
         int rc = race_start_next(r, delay);
-        if (rc < 0) {
+        if (rc < 0) { /* no more attempts; those running go on */
             r->err = rc;
-            return false;
+            r->limit = r->started;
         }
     }
     size_t np = 0;
     for (int j = 0; j < r->started; j++)
         if (!r->at[j].reaped)
             r->pending[np++] = corio_task_future(r->at[j].task);
-    if (np == 0 && r->started == r->n)
+    if (np == 0 && r->started == r->limit)
         return false; /* every attempt failed: r->err is the last error */
     int why = corio__interrupt_pending(deadline); /* also tells the scopes whose deadline it was */
     if (why) {
         r->err = why;
         return false;
     }
-    int64_t until = r->started < r->n && r->next_start < deadline ? r->next_start : deadline;
+    int64_t until = r->started < r->limit && r->next_start < deadline ? r->next_start : deadline;
     size_t ndone = 0;
     int rc = np ? corio_wait(r->pending, np, corio__timeout_for(until), CORIO_FIRST_COMPLETED,
                              r->done, &ndone, NULL, NULL)
@@ -548,18 +549,20 @@ int corio_tcp_connect_addrs(const corio_sockaddr_t *addrs, int n, int64_t delay_
         return -EDEADLK;
     if (n == 1 || delay_ns < 0)
         return connect_in_turn(addrs, n, deadline);
-    race_t r = {.n = n, .fd = -1, .err = -EADDRNOTAVAIL, .next_start = corio_now()};
+    race_t r = {.n = n, .limit = n, .fd = -1, .err = -EADDRNOTAVAIL, .next_start = corio_now()};
     r.at = calloc((size_t)n, sizeof *r.at);
     corio_sockaddr_t *order = calloc((size_t)n, sizeof *order);
     r.pending = calloc((size_t)n, sizeof *r.pending);
     r.done = calloc((size_t)n, sizeof *r.done);
-    if (!r.at || !order || !r.pending || !r.done)
-        r.err = -ENOMEM;
-    else
+    bool ready = r.at && order && r.pending && r.done;
+    if (ready) {
         corio__interleave_families(addrs, n, order);
-    for (int i = 0; r.at && order && i < n; i++)
-        r.at[i] = (attempt_t){.addr = order[i], .deadline = deadline};
-    while (r.err != -ENOMEM && race_step(&r, delay_ns, deadline))
+        for (int i = 0; i < n; i++)
+            r.at[i] = (attempt_t){.addr = order[i], .deadline = deadline};
+    } else {
+        r.err = -ENOMEM;
+    }
+    while (ready && race_step(&r, delay_ns, deadline))
         ;
     if (r.at)
         race_finish(&r);

@@ -89,7 +89,8 @@ static void close_conn(corio_server_t *srv, corio_stream_t *s)
     corio_stream_close(s);
     progress_t last = progress_of(s);
     int rc;
-    while ((rc = corio_stream_wait_closed(s, t < 0 ? CORIO_NEVER : corio_now() + t)) == -ETIMEDOUT) {
+    while ((rc = corio_stream_wait_closed(s, t < 0 ? CORIO_NEVER : corio__deadline_after(corio_now(), t))) ==
+           -ETIMEDOUT) {
         progress_t now = progress_of(s);
         if (memcmp(&now, &last, sizeof now) == 0)
             break;
@@ -225,9 +226,13 @@ static intptr_t accept_main(void *arg)
 
 static void acceptor_done(corio_future_t *f, void *arg)
 {
-    (void)f;
     listener_t *l = arg;
     l->done = true;
+    /* Ended with the server open: it failed to start (no stack to be had)
+     * and this address no longer accepts. Said, not silent. */
+    int code = corio_future_exception(f, NULL);
+    if (!l->srv->closing && code < 0)
+        report(l->srv, "a listener stopped accepting", code);
     if (l->fd >= 0) {
         close(l->fd);
         l->fd = -1;

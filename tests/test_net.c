@@ -1027,9 +1027,71 @@ static intptr_t reuse_port_main(void *arg)
 
 static void server_reuse_port(void) { run(reuse_port_main); }
 
+/* An attempt that fails for want of memory (its stack cannot be mapped)
+ * is one failed address: the race goes on to the next. A delay too long
+ * for the clock starts the next attempt only on a failure. */
+static intptr_t race_failures_main(void *arg)
+{
+    (void)arg;
+    corio_server_t *a, *b;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &a), 0);
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &b), 0);
+    corio_sockaddr_t addrs[2];
+    CHECK_EQ(corio_server_sockname(a, &addrs[0]), 0);
+    CHECK_EQ(corio_server_sockname(b, &addrs[1]), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the acceptors have their stacks */
+    corio__fault_set(CORIO_FAULT_MMAP, 1); /* the first attempt's stack */
+    int fd = corio_tcp_connect_addrs(addrs, 2, CORIO_CONNECT_DELAY, SOON(2000));
+    corio__fault_set(CORIO_FAULT_MMAP, 0);
+    CHECK(fd >= 0);
+    corio_sockaddr_t peer;
+    CHECK_EQ(corio_peername(fd, &peer), 0);
+    CHECK_EQ(corio_sockaddr_port(&peer), corio_sockaddr_port(&addrs[1]));
+    close(fd);
+    fd = corio_tcp_connect_addrs(addrs, 2, CORIO_NEVER, SOON(2000));
+    CHECK(fd >= 0);
+    CHECK_EQ(corio_peername(fd, &peer), 0);
+    CHECK_EQ(corio_sockaddr_port(&peer), corio_sockaddr_port(&addrs[0]));
+    close(fd);
+    corio_server_stats_t st = {0};
+    for (int i = 0; i < 2000 && st.accepted < 1; i++) {
+        CHECK_EQ(corio_sleep(MS), 0);
+        CHECK_EQ(corio_server_stats(b, &st), 0);
+    }
+    CHECK_EQ(corio_sleep(100 * MS), 0);
+    CHECK_EQ(corio_server_stats(b, &st), 0);
+    CHECK_EQ(st.accepted, 1); /* the second race never reached b */
+    close_and_free(a);
+    close_and_free(b);
+    return 0;
+}
+
+static void connect_race_failures(void) { run(race_failures_main); }
+
+/* A listener whose acceptor cannot start (no stack) is reported, once. */
+static intptr_t acceptor_fails_main(void *arg)
+{
+    (void)arg;
+    g_reports = 0;
+    corio_loop_set_error_handler(corio_loop_current(), count_any_report, NULL);
+    corio__fault_set(CORIO_FAULT_MMAP, 1);
+    corio_server_t *srv;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_sleep(10 * MS), 0); /* the acceptor's first turn */
+    corio__fault_set(CORIO_FAULT_MMAP, 0);
+    CHECK_EQ(g_reports, 1);
+    close_and_free(srv);
+    CHECK_EQ(g_reports, 1);
+    corio_loop_set_error_handler(corio_loop_current(), NULL, NULL);
+    return 0;
+}
+
+static void acceptor_failure_reported(void) { run(acceptor_fails_main); }
+
 TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_server), CASE_T(tcp_ipv4_partial, 60),
           CASE_T(tcp_ipv6_partial, 60), CASE(unix_stream), CASE(udp_datagrams),
           CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
           CASE(accept_racing_close), CASE(close_paths), CASE_T(connect_tries_next_address, 60),
           CASE(bind_and_close), CASE(server_every_interface), CASE(server_on_a_name),
-          CASE(server_reuse_port), CASE(connect_interleaves_families))
+          CASE(server_reuse_port), CASE(connect_interleaves_families),
+          CASE(connect_race_failures), CASE(acceptor_failure_reported))

@@ -419,10 +419,29 @@ static intptr_t close_timeout_main(void *arg)
     CHECK_EQ(read_all(fd, &got), 0);
     CHECK_EQ(got, (size_t)BIG);
     close(fd);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    /* No limit, CORIO_NEVER included (it overflowed into one in the past):
+     * a reader that waits a while still gets everything. */
+    opts.close_timeout_ns = CORIO_NEVER;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, write_big_and_return, &handled, &opts, &srv), 0);
+    fd = client_of(corio_server_port(srv));
+    while (handled < 2)
+        CHECK_EQ(corio_sleep(MS), 0);
+    CHECK_EQ(corio_sleep(100 * MS), 0);
+    CHECK_EQ(read_all(fd, &got), 0);
+    CHECK_EQ(got, (size_t)BIG);
+    close(fd);
+    corio_server_close(srv);
+    CHECK_EQ(corio_server_wait_closed(srv, SOON(2000)), 0);
+    CHECK_EQ(corio_server_free(srv), 0);
+    opts.close_timeout_ns = 200 * MS;
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, write_big_and_return, &handled, &opts, &srv), 0);
     /* One that stops reading holds the connection only for the timeout:
      * the server then aborts it, and the bytes stop short with a reset. */
     fd = client_of(corio_server_port(srv));
-    while (handled < 2)
+    while (handled < 3)
         CHECK_EQ(corio_sleep(MS), 0);
     CHECK_EQ(corio_sleep(600 * MS), 0);
     corio_server_stats_t st;
