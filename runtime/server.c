@@ -364,12 +364,12 @@ static void set_port(corio_sockaddr_t *a, int port)
         a->u.in6.sin6_port = htons((uint16_t)port);
 }
 
-/* A family the kernel lacks is skipped while another address binds (an
- * IPv6-less kernel still serves NULL's IPv4 half). */
-static bool skippable(const corio_sockaddr_t *a, int err)
+/* An address whose family the kernel lacks, or that is not this host's
+ * (IPv6 disabled: bind gives EADDRNOTAVAIL), is skipped while another one
+ * binds, as asyncio does (bpo-30945). */
+static bool skippable(int err)
 {
-    return err == -EAFNOSUPPORT || (a->u.sa.sa_family == AF_INET6 && err == -EADDRNOTAVAIL &&
-                                    IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr));
+    return err == -EAFNOSUPPORT || err == -EADDRNOTAVAIL;
 }
 
 static void close_all(int *fds, int n)
@@ -395,7 +395,7 @@ static int listen_all(corio_sockaddr_t *addrs, int n, int port, const corio_serv
             if (fd >= 0) {
                 fds[k++] = fd;
                 picked = corio_sockaddr_port(&bound);
-            } else if (!skippable(&a, fd) || (i == n - 1 && k == 0)) {
+            } else if (!skippable(fd) || (i == n - 1 && k == 0)) {
                 rc = fd;
             }
         }
