@@ -986,19 +986,12 @@ static intptr_t named_main(void *arg)
 
 static void server_on_a_name(void) { run(named_main); }
 
-static intptr_t never_served(corio_stream_t *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    return 0;
-}
-
 /* Resolving a name would block the loop's thread outside a task. */
 static void start_named_outside_task(void *arg)
 {
     int *rc = arg;
     corio_server_t *srv = NULL;
-    *rc = corio_start_server("localhost", 0, never_served, NULL, NULL, &srv);
+    *rc = corio_start_server("localhost", 0, never_called, NULL, NULL, &srv);
     CHECK(srv == NULL);
 }
 
@@ -1034,8 +1027,8 @@ static intptr_t race_failures_main(void *arg)
 {
     (void)arg;
     corio_server_t *a, *b;
-    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &a), 0);
-    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &b), 0);
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_called, NULL, NULL, &a), 0);
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_called, NULL, NULL, &b), 0);
     corio_sockaddr_t addrs[2];
     CHECK_EQ(corio_server_sockname(a, &addrs[0]), 0);
     CHECK_EQ(corio_server_sockname(b, &addrs[1]), 0);
@@ -1076,7 +1069,7 @@ static intptr_t acceptor_fails_main(void *arg)
     corio_loop_set_error_handler(corio_loop_current(), count_any_report, NULL);
     corio__fault_set(CORIO_FAULT_MMAP, 1);
     corio_server_t *srv;
-    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_served, NULL, NULL, &srv), 0);
+    CHECK_EQ(corio_start_server("127.0.0.1", 0, never_called, NULL, NULL, &srv), 0);
     CHECK_EQ(corio_sleep(10 * MS), 0); /* the acceptor's first turn */
     corio__fault_set(CORIO_FAULT_MMAP, 0);
     CHECK_EQ(g_reports, 1);
