@@ -485,13 +485,28 @@ static void race_reap(race_t *r, size_t ndone)
         }
 }
 
+/* Lists the attempts still running in r->pending; returns how many. */
+static size_t race_pending(race_t *r)
+{
+    size_t np = 0;
+    for (int j = 0; j < r->started; j++)
+        if (!r->at[j].reaped)
+            r->pending[np++] = corio_task_future(r->at[j].task);
+    return np;
+}
+
 /* Waits for an attempt to finish or the next start time; false when the
- * race is over (a connection, every attempt failed, the deadline, or the
- * caller cancelled). */
+ * race is over: a connection, every attempt failed (r->err is the last
+ * error), the deadline, or the caller cancelled. */
 static bool race_step(race_t *r, int64_t delay, int64_t deadline)
 {
-    if (r->fd >= 0)
+    if (r->fd >= 0 || (race_pending(r) == 0 && r->started == r->limit))
         return false;
+    int why = corio__interrupt_pending(deadline); /* also tells the scopes whose deadline it was */
+    if (why) {
+        r->err = why;
+        return false;
+    }
     if (r->started < r->limit && corio_now() >= r->next_start) {
         int rc = race_start_next(r, delay);
         if (rc < 0) { /* no more attempts; those running go on */
@@ -499,17 +514,9 @@ static bool race_step(race_t *r, int64_t delay, int64_t deadline)
             r->limit = r->started;
         }
     }
-    size_t np = 0;
-    for (int j = 0; j < r->started; j++)
-        if (!r->at[j].reaped)
-            r->pending[np++] = corio_task_future(r->at[j].task);
+    size_t np = race_pending(r);
     if (np == 0 && r->started == r->limit)
-        return false; /* every attempt failed: r->err is the last error */
-    int why = corio__interrupt_pending(deadline); /* also tells the scopes whose deadline it was */
-    if (why) {
-        r->err = why;
         return false;
-    }
     int64_t until = r->started < r->limit && r->next_start < deadline ? r->next_start : deadline;
     size_t ndone = 0;
     int rc = np ? corio_wait(r->pending, np, corio__timeout_for(until), CORIO_FIRST_COMPLETED,
