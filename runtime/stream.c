@@ -497,9 +497,11 @@ ssize_t corio_stream_sendfile(corio_stream_t *s, int fd, off_t offset, size_t co
         return -EINVAL;
     if (!corio_current_task())
         return -EDEADLK;
+    ssize_t rc = writable(s); /* as for write, a zero count included */
+    if (rc < 0)
+        return rc;
     size_t done = 0;
     char *tmp = NULL;
-    ssize_t rc = 0;
     while (done < count) {
         /* Checked each round: another task may close the stream while this
          * one drains, and nothing would send what is appended after. */
