@@ -315,6 +315,22 @@ int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
 
 /* ---- the addresses start_server listens on ------------------------------------ */
 
+/* Drops repeated addresses, keeping the first of each in order (/etc/hosts
+ * may list ::1 both as localhost and ip6-localhost); returns the count
+ * left. Not static: tested directly. */
+int corio__unique_addrs(corio_sockaddr_t *a, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < k && !seen; j++)
+            seen = a[i].len == a[j].len && memcmp(&a[i].u, &a[j].u, a[i].len) == 0;
+        if (!seen)
+            a[k++] = a[i];
+    }
+    return k;
+}
+
 /* The addresses for host, as asyncio's start_server takes them: every
  * interface of both families for NULL or "", a numeric address as it is,
  * and a name resolved (off the loop's thread) to all its addresses. Returns
@@ -345,15 +361,7 @@ static int server_addrs(const char *host, int port, corio_sockaddr_t **out)
     if (!corio_current_task())
         return -EDEADLK; /* resolving would block the loop's thread */
     int n = corio_getaddrinfo(host, port, SOCK_STREAM, out);
-    /* /etc/hosts may list an address twice (::1 as localhost and ip6-localhost). */
-    for (int i = 1; n > 0 && i < n; i++)
-        for (int j = 0; j < i; j++)
-            if ((*out)[i].len == (*out)[j].len &&
-                memcmp(&(*out)[i].u, &(*out)[j].u, (*out)[i].len) == 0) {
-                (*out)[i--] = (*out)[--n];
-                break;
-            }
-    return n;
+    return n > 0 ? corio__unique_addrs(*out, n) : n;
 }
 
 static void set_port(corio_sockaddr_t *a, int port)

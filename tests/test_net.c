@@ -20,6 +20,7 @@
 #define MS CORIO_NS_PER_MS
 
 void corio__interleave_families(const corio_sockaddr_t *in, int n, corio_sockaddr_t *out);
+int corio__unique_addrs(corio_sockaddr_t *a, int n);
 #define SOON(ms) (corio_now() + (ms) * MS)
 
 static void run(corio_task_fn fn)
@@ -746,10 +747,16 @@ static intptr_t interleave_main(void *arg)
     corio__interleave_families(a, 3, out); /* one family: unchanged */
     for (int i = 0; i < 3; i++)
         CHECK(memcmp(&out[i], &a[i], sizeof a[i]) == 0);
+    /* A server listens once on each address, in the resolver's order. */
+    corio_sockaddr_t dup[] = {a[0], a[3], a[0], a[1], a[3]};
+    CHECK_EQ(corio__unique_addrs(dup, 5), 3);
+    CHECK(memcmp(&dup[0], &a[0], sizeof a[0]) == 0);
+    CHECK(memcmp(&dup[1], &a[3], sizeof a[3]) == 0);
+    CHECK(memcmp(&dup[2], &a[1], sizeof a[1]) == 0);
     return 0;
 }
 
-static void connect_interleaves_families(void) { run(interleave_main); }
+static void address_order(void) { run(interleave_main); }
 
 static intptr_t connect_next_main(void *arg)
 {
@@ -1086,5 +1093,5 @@ TEST_MAIN(CASE(addresses_and_errors), CASE(resolve_and_connect), CASE(ipv6_serve
           CASE(cancel_deadline_reset), CASE(emfile_backoff), CASE(handler_spawn_failure),
           CASE(accept_racing_close), CASE(close_paths), CASE_T(connect_tries_next_address, 60),
           CASE(bind_and_close), CASE(server_every_interface), CASE(server_on_a_name),
-          CASE(server_reuse_port), CASE(connect_interleaves_families),
+          CASE(server_reuse_port), CASE(address_order),
           CASE(connect_race_failures), CASE(acceptor_failure_reported))
