@@ -179,8 +179,9 @@ CORIO_API int corio_start_unix_server(const char *path, corio_client_fn on_clien
 CORIO_API int corio_server_adopt(int listen_fd, corio_client_fn on_client, void *arg,
                                  const corio_server_options_t *opts, corio_server_t **out);
 
-/* The bound port (IP servers), or -1. */
+/* The bound port (IP servers; the same on every address), or -1. */
 CORIO_API int corio_server_port(const corio_server_t *srv);
+/* The first listening socket's address; -EBADF once closed. */
 CORIO_API int corio_server_sockname(const corio_server_t *srv, corio_sockaddr_t *out);
 /* asyncio's Server.sockets: writes the address of up to max listening
  * sockets to out and returns how many the server has (0 once closed). */
@@ -190,12 +191,13 @@ CORIO_API int corio_server_socknames(const corio_server_t *srv, corio_sockaddr_t
  * on: close it), -ETIMEDOUT. Task only. */
 CORIO_API int corio_server_serve_forever(corio_server_t *srv, int64_t deadline);
 
-/* Stops accepting and closes the listening socket; open connections go on.
- * A listener the server made is shut down at once; an adopted one is only
- * closed, as other processes may share it. Loop thread; idempotent. */
+/* Stops accepting and closes the listening sockets; open connections go
+ * on. Listeners the server made are shut down at once; an adopted one is
+ * only closed, as other processes may share it. Loop thread; idempotent. */
 CORIO_API void corio_server_close(corio_server_t *srv);
-/* Graceful close: waits for the handlers to finish until deadline, then
- * cancels those left and waits for them. Returns 0, or -ETIMEDOUT when
+/* Graceful close: waits for the handlers to finish (and the bytes they
+ * left to go) until deadline, then cancels those left, which aborts their
+ * connections, and waits for them. Returns 0, or -ETIMEDOUT when
  * handlers had to be cancelled. Call after corio_server_close. Task only. */
 CORIO_API int corio_server_wait_closed(corio_server_t *srv, int64_t deadline);
 /* Frees a closed server whose handlers are done (-EBUSY otherwise). */
