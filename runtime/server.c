@@ -89,11 +89,14 @@ static void close_conn(corio_server_t *srv, corio_stream_t *s)
     corio_stream_close(s);
     progress_t last = progress_of(s);
     int rc;
-    while ((rc = corio_stream_wait_closed(s, t < 0 ? CORIO_NEVER : corio__deadline_after(corio_now(), t))) ==
-           -ETIMEDOUT) {
-        progress_t now = progress_of(s);
-        if (memcmp(&now, &last, sizeof now) == 0)
+    for (;;) {
+        int64_t deadline = t < 0 ? CORIO_NEVER : corio__deadline_after(corio_now(), t);
+        rc = corio_stream_wait_closed(s, deadline);
+        if (rc != -ETIMEDOUT)
             break;
+        progress_t now = progress_of(s);
+        if (now.acked == last.acked && now.buffered == last.buffered && now.outq == last.outq)
+            break; /* nothing moved for a whole timeout */
         last = now;
     }
     if (rc == -ETIMEDOUT) {
