@@ -417,7 +417,7 @@ static intptr_t close_timeout_main(void *arg)
         int64_t timeout;
         int pause_ms;
         ssize_t end;
-    } cases[] = {{200 * MS, 0, 0}, {CORIO_NEVER, 100, 0}, {200 * MS, 600, -ECONNRESET}};
+    } cases[] = {{300 * MS, 0, 0}, {CORIO_NEVER, 100, 0}, {300 * MS, 1500, -ECONNRESET}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int handled = 0;
         corio_server_options_t opts = {.close_timeout_ns = cases[i].timeout};
