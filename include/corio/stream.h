@@ -163,8 +163,10 @@ typedef struct corio_server_options {
  * and IPv6 (::, skipped on a kernel without IPv6); a numeric address
  * ("127.0.0.1", "::1") is used as it is; a name ("localhost") is resolved
  * on the loop's default thread pool and every address it has is listened
- * on, which needs a task (-EDEADLK outside one). Port 0 picks one free
- * port, the same on every address (see corio_server_port). Returns 0 and
+ * on, which needs a task (-EDEADLK outside one). Of several addresses, one
+ * this host lacks (EADDRNOTAVAIL, EAFNOSUPPORT) is skipped while another
+ * binds. Port 0 picks one free port, the same on every address (see
+ * corio_server_port). Returns 0 and
  * *out, or -EINVAL (bad port, no loop), -EADDRNOTAVAIL (unknown name),
  * -EADDRINUSE, ... Loop thread. */
 CORIO_API int corio_start_server(const char *host, int port, corio_client_fn on_client, void *arg,
