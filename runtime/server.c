@@ -352,11 +352,7 @@ static int server_addrs(const char *host, int port, corio_sockaddr_t **out)
         (*out)[0] = a;
         if (!wildcard)
             return 1;
-        corio_sockaddr_t *v6 = &(*out)[1];
-        v6->u.in6.sin6_family = AF_INET6;
-        v6->u.in6.sin6_port = htons((uint16_t)port);
-        v6->u.in6.sin6_addr = in6addr_any;
-        v6->len = sizeof v6->u.in6;
+        corio_sockaddr_ip(&(*out)[1], "::", port); /* the port was checked above */
         return 2;
     }
     if (port < 0 || port > 65535)
